@@ -1,0 +1,1 @@
+"""alignment stages (planned: see the issue tracker)."""

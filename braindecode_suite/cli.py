@@ -1,0 +1,305 @@
+"""``bds``: the command line of braindecode_suite.
+
+Exit codes: 0 success; 2 bad usage or bad input (one message, no traceback
+unless --verbose); 1 an error of ours (a bug: please report it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Decode what a person saw from fMRI/EEG/MEG: datasets, features, "
+    "decoders, reconstruction and evaluation.",
+)
+datasets_app = typer.Typer(no_args_is_help=True, help="Public datasets we can read.")
+cache_app = typer.Typer(no_args_is_help=True, help="The HDF5 feature cache.")
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(cache_app, name="cache")
+
+_STATE = {"verbose": False}
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    from .utils.logging import logger
+
+    handler = RichHandler(show_path=False, show_time=verbose, markup=False, rich_tracebacks=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.handlers = [h for h in logger.handlers if isinstance(h, logging.NullHandler)]
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")
+    ] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+):
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+    _STATE["verbose"] = verbose
+    _setup_logging(verbose)
+
+
+def find_pipeline(name_or_path: str) -> Path:
+    """A pipeline file path, or the name of one shipped in ``pipelines/``."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    candidates = [
+        Path(__file__).resolve().parents[1] / "pipelines",
+        Path(sys.prefix) / "share" / "braindecode_suite" / "pipelines",
+    ]
+    for folder in candidates:
+        for ext in (".yaml", ".yml"):
+            if (folder / f"{name_or_path}{ext}").is_file():
+                return folder / f"{name_or_path}{ext}"
+    return p
+
+
+def _run(
+    pipeline: str, out: Path, data_dir: Path | None, device: str | None, force: list[str] | None
+) -> None:
+    from .pipeline import run_pipeline
+
+    result = run_pipeline(
+        find_pipeline(pipeline), out_dir=out, data_dir=data_dir, device=device, force=force or []
+    )
+    console = _console()
+    console.print(
+        f"[bold]{result.run_dir}[/bold]: {len(result.executed)} stage(s) run, "
+        f"{len(result.skipped)} skipped (unchanged), {result.wall_time_s:.1f} s"
+    )
+    metrics = result.run_dir / "metrics.json"
+    if metrics.is_file():
+        _print_metrics(json.loads(metrics.read_text()))
+    if (result.run_dir / "report.html").is_file():
+        console.print(f"report: {result.run_dir / 'report.html'}")
+
+
+def _print_metrics(metrics: dict) -> None:
+    from rich.table import Table
+
+    table = Table("metric", "mean", "95% CI", "chance", "p")
+    for name, m in metrics.items():
+        if name.startswith("_") or not isinstance(m, dict) or "mean" not in m:
+            continue
+        ci = m.get("ci")
+        table.add_row(
+            name,
+            f"{m['mean']:.3f}",
+            f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "",
+            f"{m['chance']:.3f}" if "chance" in m else "",
+            f"{m['p_value']:.2g}" if "p_value" in m else "",
+        )
+    _console().print(table)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Parent folder of the run directory.")] = Path("runs"),
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    force: Annotated[
+        list[str] | None, typer.Option(help="Redo this stage and all after it (repeatable).")
+    ] = None,
+):
+    """Run the embedded demo: simulated NSD-format data, real photos, end to end, offline."""
+    _run("demo", out, None, device, force)
+
+
+@app.command()
+def run(
+    pipeline: Annotated[str, typer.Argument(help="A pipeline YAML file, or a name in pipelines/.")],
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Dataset root (overrides the YAML).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Parent folder of the run directory.")] = Path("runs"),
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,
+    force: Annotated[
+        list[str] | None, typer.Option(help="Redo this stage and all after it (repeatable).")
+    ] = None,
+):
+    """Run a pipeline; unchanged stages are skipped, interrupted ones redone."""
+    _run(pipeline, out, data_dir, device, force)
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="A run directory, e.g. runs/demo.")]):
+    """Summarise a run (stages, times, memory, metrics) and rewrite its report.html."""
+    from rich.table import Table
+
+    from .pipeline.report import regenerate_report, run_manifests
+
+    manifests = run_manifests(run_dir)
+    table = Table("stage", "kind", "wall time (s)", "peak memory (MB)", "fingerprint")
+    for m in manifests:
+        table.add_row(
+            m["stage"],
+            m["kind"],
+            f"{m['wall_time_s']:.1f}",
+            f"{m['peak_memory_mb']:.0f}",
+            m["fingerprint"][:12],
+        )
+    _console().print(table)
+    if (run_dir / "metrics.json").is_file():
+        _print_metrics(json.loads((run_dir / "metrics.json").read_text()))
+    html = regenerate_report(run_dir)
+    if html is not None:
+        _console().print(f"report: {html}")
+
+
+@datasets_app.command("list")
+def datasets_list():
+    """The datasets with a manifest in data_manifests/."""
+    from rich.table import Table
+
+    from .datasets.manifests import list_manifests
+
+    table = Table("name", "modality", "access", "title")
+    for m in list_manifests():
+        table.add_row(
+            m["name"],
+            m.get("modality", ""),
+            m.get("access", {}).get("kind", ""),
+            m.get("title", ""),
+        )
+    _console().print(table)
+
+
+@datasets_app.command("info")
+def datasets_info(name: Annotated[str, typer.Argument(help="Dataset name, e.g. nsd.")]):
+    """Everything the manifest says about a dataset."""
+    import yaml
+
+    from .datasets.manifests import get_manifest
+
+    typer.echo(yaml.safe_dump(get_manifest(name), sort_keys=False, allow_unicode=True))
+
+
+@cache_app.command("ls")
+def cache_ls(cache_dir: Annotated[Path | None, typer.Option(help="Cache folder.")] = None):
+    """List the feature stores in the cache."""
+    from rich.table import Table
+
+    from .features import get_cache_dir, list_stores
+
+    rows = list_stores(cache_dir)
+    table = Table(
+        "file",
+        "status",
+        "rows",
+        "fields",
+        "size (MB)",
+        "extractor",
+        "modified",
+        title=str(cache_dir or get_cache_dir()),
+    )
+    for r in rows:
+        key = (r.get("attrs") or {}).get("cache_key", {})
+        table.add_row(
+            str(r["path"]),
+            r["status"],
+            str(r.get("n_rows", "")),
+            ", ".join(r.get("fields") or []),
+            f"{r['size_bytes'] / 2**20:.1f}",
+            str(key.get("extractor", "")),
+            str(r.get("modified", "")),
+        )
+    _console().print(table)
+
+
+@cache_app.command("info")
+def cache_info(path: Annotated[Path, typer.Argument(help="A store file (.h5).")]):
+    """Fields, shapes, dtypes, rows and the cache key of one store."""
+    from .features import FeatureStore
+
+    typer.echo(json.dumps(FeatureStore(path).info(), indent=2, default=str))
+
+
+@cache_app.command("prune")
+def cache_prune(
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder.")] = None,
+    older_than: Annotated[
+        float | None, typer.Option(help="Also remove stores older than this many days.")
+    ] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Remove every store.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Only say what would be removed.")] = False,
+):
+    """Remove partial and corrupt stores (and old ones, or all, when asked)."""
+    from .features import prune_cache
+
+    removed = prune_cache(
+        cache_dir,
+        partial=True,
+        corrupt=True,
+        older_than_days=older_than,
+        everything=everything,
+        dry_run=dry_run,
+    )
+    verb = "would remove" if dry_run else "removed"
+    for r in removed:
+        typer.echo(f"{verb} {r['path']} ({r['status']}, {r['size_bytes'] / 2**20:.1f} MB)")
+    typer.echo(f"{verb} {len(removed)} file(s)")
+
+
+def main() -> None:
+    """Entry point: map our errors onto exit codes."""
+    from .utils.validation import BadInputError
+
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(1)
+    except BadInputError as exc:
+        if _STATE["verbose"]:
+            raise
+        typer.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo(
+            "Interrupted; finished stages are kept, the interrupted one will be redone.", err=True
+        )
+        sys.exit(130)
+    except Exception as exc:  # click usage errors are handled below
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if _STATE["verbose"]:
+            raise
+        typer.echo(
+            f"Internal error ({type(exc).__name__}: {exc}). This is a bug in "
+            "braindecode_suite; re-run with --verbose and report the traceback.",
+            err=True,
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

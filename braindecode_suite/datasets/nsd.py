@@ -1,0 +1,553 @@
+"""Natural Scenes Dataset (NSD) adapter: reads NSD as published on AWS.
+
+Files read (paths from the bucket root, see ``shared/DATASET_FORMATS.md`` §1):
+
+- ``nsddata/experiments/nsd/nsd_expdesign.mat``: ``masterordering`` (1×30000,
+  1-based 10k indices), ``subjectim`` (8×10000, 1-based 73k ids), ``sharedix``
+  (1×1000, 1-based 73k ids). :func:`read_expdesign` converts all to **0-based**.
+- ``nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5``: ``/imgBrick`` uint8
+  (73000, 425, 425, 3); row i = 0-based 73k id i.
+- ``nsddata/ppdata/subjNN/<space>/roi/<roi>.nii.gz``: voxels with value > 0 are
+  in the ROI (the file also holds negative values outside the brain).
+- ``nsddata_betas/ppdata/subjNN/<space>/<version>/betas_sessionSS.nii.gz``: int16
+  (X, Y, Z, 750) = percent signal change × 300; or the ``.hdf5`` twin whose
+  ``/betas`` appears in h5py as (750, Z, Y, X).
+
+Trial → stimulus: global trial ``t = (session - 1) * n_per_session + j`` (``j`` =
+volume of the beta file, ``n_per_session`` = 750 on NSD), ``k = masterordering[t]``,
+``id73k = subjectim[subject - 1, k]`` (all 0-based here). A trial is shared (test)
+iff ``k < len(sharedix)``: the first columns of every ``subjectim`` are the shared
+images in ``sharedix`` order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..utils.logging import logger, progress_disabled, verbose_level
+from ..utils.validation import BadInputError, check_option, check_path, check_positive_int
+from ._trials import Trials
+
+__all__ = [
+    "NSDLayout",
+    "read_expdesign",
+    "read_nsd_stimuli",
+    "iter_nsd_stimuli",
+    "load_nsd",
+    "shared982_mask",
+    "NSD_SPACES",
+    "NSD_BETA_VERSIONS",
+]
+
+NSD_SPACES = ("func1pt8mm", "func1mm")
+NSD_BETA_VERSIONS = ("betas_fithrf_GLMdenoise_RR", "betas_fithrf", "betas_assumehrf")
+NSD_TEST_SETS = ("shared1000", "shared982")
+#: Sessions public before the 2023 release; the 982-image test set is defined on them.
+N_SESSIONS_982 = 37
+#: NSD stores betas as percent signal change × 300.
+BETA_SCALE = 300.0
+
+_HOW_TO_GET = (
+    "NSD is not downloaded automatically: accept the NSD Terms and Conditions and fill "
+    "in the NSD Data Access form (naturalscenesdataset.org), copy the files from "
+    "s3://natural-scenes-dataset/ keeping the bucket layout, and pass that folder as "
+    "--data-dir (data_dir=...). For an offline demo, build one with make_demo_nsd()."
+)
+
+
+class NSDLayout:
+    """Paths of one NSD subject's files under ``data_dir`` (the bucket root).
+
+    Parameters
+    ----------
+    data_dir : str | PathLike
+        Folder holding ``nsddata/``, ``nsddata_betas/``, ``nsddata_stimuli/``.
+    subject : int
+        1–8.
+    space : 'func1pt8mm' | 'func1mm'
+        Volume space of betas and ROIs.
+    beta_version : str
+        One of ``NSD_BETA_VERSIONS``.
+    """
+
+    def __init__(
+        self,
+        data_dir,
+        subject: int,
+        *,
+        space: str = "func1pt8mm",
+        beta_version: str = "betas_fithrf_GLMdenoise_RR",
+    ):
+        self.data_dir = check_path("data_dir", data_dir, must_exist=False)
+        subject = check_positive_int("subject", subject)
+        self.subject = check_option("subject", subject, range(1, 9))
+        self.space = check_option("space", space, NSD_SPACES)
+        self.beta_version = check_option("beta_version", beta_version, NSD_BETA_VERSIONS)
+
+    @property
+    def subj(self) -> str:
+        return f"subj{self.subject:02d}"
+
+    @property
+    def expdesign(self) -> Path:
+        return self.data_dir / "nsddata/experiments/nsd/nsd_expdesign.mat"
+
+    @property
+    def stimuli(self) -> Path:
+        return self.data_dir / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5"
+
+    @property
+    def ppdata_dir(self) -> Path:
+        return self.data_dir / "nsddata/ppdata" / self.subj / self.space
+
+    def roi(self, roi: str = "nsdgeneral") -> Path:
+        return self.ppdata_dir / "roi" / f"{roi}.nii.gz"
+
+    @property
+    def brainmask(self) -> Path:
+        return self.ppdata_dir / "brainmask.nii.gz"
+
+    @property
+    def betas_dir(self) -> Path:
+        return self.data_dir / "nsddata_betas/ppdata" / self.subj / self.space / self.beta_version
+
+    def betas(self, session: int, ext: str = ".nii.gz") -> Path:
+        check_option("ext", ext, (".nii.gz", ".hdf5"))
+        return self.betas_dir / f"betas_session{session:02d}{ext}"
+
+    def shared_png(self, shared_index: int, id73k: int) -> Path:
+        """PNG of a shared image; both numbers 0-based (the file name is 1-based)."""
+        return (
+            self.data_dir
+            / "nsddata/stimuli/nsd/shared1000"
+            / f"shared{shared_index + 1:04d}_nsd{id73k + 1:05d}.png"
+        )
+
+    def beta_file(self, session: int) -> Path | None:
+        """The session's beta file (NIfTI preferred, else HDF5), or None."""
+        for ext in (".nii.gz", ".hdf5"):
+            path = self.betas(session, ext)
+            if path.is_file():
+                return path
+        return None
+
+    def available_sessions(self) -> list[int]:
+        """Sorted session numbers (1-based) whose beta file (.nii.gz or .hdf5) exists."""
+        if not self.betas_dir.is_dir():
+            return []
+        found = set()
+        for p in self.betas_dir.iterdir():
+            name = p.name
+            if name.startswith("betas_session") and name.endswith((".nii.gz", ".hdf5")):
+                digits = name[len("betas_session") :].split(".")[0]
+                if digits.isdigit():
+                    found.add(int(digits))
+        return sorted(found)
+
+    def __repr__(self) -> str:
+        return (
+            f"NSDLayout({str(self.data_dir)!r}, subject={self.subject}, space={self.space!r}, "
+            f"beta_version={self.beta_version!r})"
+        )
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise BadInputError(f"NSD {what} not found: {str(path)!r}. {_HOW_TO_GET}")
+    return path
+
+
+def read_expdesign(path) -> dict:
+    """Read ``nsd_expdesign.mat`` and convert its indices to 0-based.
+
+    Returns
+    -------
+    design : dict
+        ``masterordering`` : ndarray of int64, shape (n_trials_total,)
+            0-based 10k index of each global trial (the file stores 1-based).
+        ``subjectim`` : ndarray of int64, shape (n_subjects, n_images)
+            0-based 73k id of each subject's 10k image (column = 10k index).
+        ``sharedix`` : ndarray of int64, shape (n_shared,)
+            0-based 73k ids of the shared images.
+        ``basiccnt``, ``stimpattern`` : raw arrays when present.
+    """
+    import scipy.io
+
+    path = _require(check_path("path", path, must_exist=False), "experimental design")
+    try:
+        mat = scipy.io.loadmat(path)
+    except Exception as err:  # scipy raises several types for corrupt files
+        raise BadInputError(f"Could not read {str(path)!r} as a MATLAB file: {err}") from err
+    out = {}
+    for name, ndim in (("masterordering", 1), ("subjectim", 2), ("sharedix", 1)):
+        if name not in mat:
+            raise BadInputError(
+                f"{str(path)!r} lacks the variable {name!r} (found: "
+                f"{sorted(k for k in mat if not k.startswith('__'))}); is it nsd_expdesign.mat?"
+            )
+        arr = np.asarray(mat[name])
+        arr = arr.reshape(-1) if ndim == 1 else np.atleast_2d(arr)
+        if arr.size and arr.min() < 1:
+            raise BadInputError(
+                f"{str(path)!r}: {name!r} holds values < 1 but NSD stores 1-based indices."
+            )
+        out[name] = arr.astype(np.int64) - 1
+    for name in ("basiccnt", "stimpattern"):
+        if name in mat:
+            out[name] = np.asarray(mat[name])
+    return out
+
+
+def _stimuli_dataset(f, path):
+    if "imgBrick" not in f:
+        raise BadInputError(f"{str(path)!r} lacks the dataset '/imgBrick' (found {list(f)}).")
+    return f["imgBrick"]
+
+
+def _check_ids(ids73k, n_images: int, path) -> np.ndarray:
+    ids = np.asarray(ids73k)
+    if ids.dtype.kind not in "iu" and ids.size:
+        raise BadInputError(f"ids73k must be integers, got dtype {ids.dtype}.")
+    ids = ids.astype(np.int64).reshape(-1)
+    bad = (ids < 0) | (ids >= n_images)
+    if bad.any():
+        raise BadInputError(
+            f"ids73k holds {int(bad.sum())} id(s) out of range (e.g. {int(ids[bad][0])}): "
+            f"{str(path)!r} has an imgBrick of length {n_images}, so 0-based ids must be in "
+            f"[0, {n_images - 1}]."
+        )
+    return ids
+
+
+def iter_nsd_stimuli(path, ids73k, *, block: int = 64) -> Iterator[tuple[slice, np.ndarray]]:
+    """Yield the images of ``ids73k`` in blocks, in the order asked.
+
+    Parameters
+    ----------
+    path : str | PathLike
+        ``nsd_stimuli.hdf5``.
+    ids73k : array-like of int, shape (n,)
+        0-based 73k ids (= imgBrick rows); repeats allowed.
+    block : int
+        Images per block (bounds memory: 64 × 425 × 425 × 3 ≈ 35 MB).
+
+    Yields
+    ------
+    rows : slice
+        Positions in ``ids73k`` this block covers.
+    images : ndarray of uint8, shape (len(rows), H, W, 3)
+    """
+    import h5py
+
+    block = check_positive_int("block", block)
+    path = _require(check_path("path", path, must_exist=False), "stimuli file")
+    with h5py.File(path, "r") as f:
+        dset = _stimuli_dataset(f, path)
+        ids = _check_ids(ids73k, dset.shape[0], path)
+        for start in range(0, len(ids), block):
+            chunk = ids[start : start + block]
+            # h5py fancy indexing needs sorted, unique indices.
+            uniq, inverse = np.unique(chunk, return_inverse=True)
+            imgs = dset[uniq] if len(uniq) else np.zeros((0, *dset.shape[1:]), np.uint8)
+            yield slice(start, start + len(chunk)), np.asarray(imgs, dtype=np.uint8)[inverse]
+
+
+def read_nsd_stimuli(path, ids73k, *, block: int = 64) -> np.ndarray:
+    """Read the images of ``ids73k`` (0-based) as uint8 (n, H, W, 3), in the order asked."""
+    import h5py
+
+    path = _require(check_path("path", path, must_exist=False), "stimuli file")
+    with h5py.File(path, "r") as f:
+        dset = _stimuli_dataset(f, path)
+        shape = dset.shape
+    ids = _check_ids(ids73k, shape[0], path)
+    out = np.empty((len(ids), *shape[1:]), dtype=np.uint8)
+    for rows, imgs in iter_nsd_stimuli(path, ids, block=block):
+        out[rows] = imgs
+    return out
+
+
+def shared982_mask(
+    masterordering: np.ndarray, n_shared: int, n_per_session: int, n_sessions: int = 37
+) -> np.ndarray:
+    """Boolean (n_shared,): shared images with ≥ 1 trial in sessions 1..``n_sessions``.
+
+    ``masterordering`` is 0-based (as returned by :func:`read_expdesign`). On NSD this
+    gives the 982-image test set, the same for every subject.
+    """
+    early = np.asarray(masterordering)[: n_sessions * n_per_session]
+    seen = np.zeros(n_shared, dtype=bool)
+    seen[early[early < n_shared]] = True
+    return seen
+
+
+def _read_roi(path: Path):
+    import nibabel as nib
+
+    img = nib.load(path)
+    data = np.asarray(img.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise BadInputError(f"ROI {str(path)!r} must be a 3-D volume, got shape {data.shape}.")
+    return data > 0, img.affine
+
+
+def _beta_header(path: Path):
+    """(X, Y, Z) grid, number of trials and affine (None for .hdf5) of a beta file."""
+    if path.name.endswith(".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            if "betas" not in f:
+                raise BadInputError(f"{str(path)!r} lacks the dataset '/betas' (found {list(f)}).")
+            shape = f["betas"].shape
+        if len(shape) != 4:
+            raise BadInputError(f"{str(path)!r}: /betas must be 4-D (n, Z, Y, X), got {shape}.")
+        return tuple(shape[:0:-1]), int(shape[0]), None
+    import nibabel as nib
+
+    img = nib.load(path)
+    if len(img.shape) != 4:
+        raise BadInputError(f"{str(path)!r} must be 4-D (X, Y, Z, n), got shape {img.shape}.")
+    return tuple(img.shape[:3]), int(img.shape[3]), img.affine
+
+
+def _read_betas(path: Path, ijk: np.ndarray, n: int, *, chunk: int = 50) -> np.ndarray:
+    """int16 betas at voxels ``ijk`` (n_voxels, 3) -> (n, n_voxels), reading in slabs."""
+    out = np.empty((n, len(ijk)), dtype=np.int16)
+    i, j, k = ijk.T
+    if path.name.endswith(".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            dset = f["betas"]  # h5py view (n, Z, Y, X): MATLAB dims reversed
+            z_lo, z_hi = (int(k.min()), int(k.max()) + 1) if len(k) else (0, 0)
+            step = max(1, chunk // 10)
+            for z0 in range(z_lo, z_hi, step):
+                sel = (k >= z0) & (k < z0 + step)
+                if sel.any():
+                    slab = dset[:, z0 : z0 + step, :, :]
+                    out[:, sel] = slab[:, k[sel] - z0, j[sel], i[sel]]
+        return out
+    import nibabel as nib
+
+    # keep_file_open: the gzip stream stays open, so reading volumes in increasing
+    # order decompresses the file once instead of once per slab.
+    img = nib.load(path, keep_file_open=True)
+    proxy = img.dataobj  # int16 as stored; never get_fdata (4 GB per NSD session)
+    for t0 in range(0, n, chunk):
+        vols = np.asarray(proxy[..., t0 : t0 + chunk])
+        out[t0 : t0 + vols.shape[3]] = vols[i, j, k, :].T
+    return out
+
+
+def load_nsd(
+    data_dir,
+    subject: int = 1,
+    *,
+    sessions: Sequence[int] | None = None,
+    roi: str = "nsdgeneral",
+    space: str = "func1pt8mm",
+    beta_version: str = "betas_fithrf_GLMdenoise_RR",
+    test_set: str = "shared1000",
+    verbose=None,
+) -> Trials:
+    """Load one NSD subject's single-trial betas in an ROI, with stimulus ids and splits.
+
+    Parameters
+    ----------
+    data_dir : str | PathLike
+        NSD bucket root (see :class:`NSDLayout`).
+    subject : int
+        1–8.
+    sessions : sequence of int | None
+        1-based session numbers; None = every session with a beta file.
+    roi : str
+        ROI file name under ``roi/`` (voxels with value > 0 are kept).
+    space, beta_version : str
+        See :class:`NSDLayout`.
+    test_set : 'shared1000' | 'shared982'
+        ``'shared1000'``: every trial of a shared image is test. ``'shared982'``: the
+        shared images with ≥ 1 trial in sessions 1–37 are test; trials of the other
+        shared images (seen only in sessions 38–40) are **dropped**, since they are
+        neither the test set nor the non-shared training images.
+    verbose : bool | str | int | None
+        Log level for this call.
+
+    Returns
+    -------
+    trials : Trials
+        ``X`` float32 (n_trials, n_voxels) in percent signal change (int16 / 300),
+        ``stimulus_ids`` 0-based 73k ids, ``split`` 'train'/'test', ``session``,
+        ``repeat`` (0, 1, 2: how many times the image was shown before this trial in
+        the full ``masterordering``, so it does not depend on which sessions are
+        loaded), ``info`` with units, files, ``voxel_ijk`` and ``affine``.
+    """
+    level = verbose_level(verbose)
+    old_level = logger.level
+    logger.setLevel(level)
+    try:
+        return _load_nsd(data_dir, subject, sessions, roi, space, beta_version, test_set)
+    finally:
+        logger.setLevel(old_level)
+
+
+def _load_nsd(data_dir, subject, sessions, roi, space, beta_version, test_set):
+    from tqdm.auto import tqdm
+
+    check_option("test_set", test_set, NSD_TEST_SETS)
+    if not isinstance(roi, str) or not roi or os.sep in roi:
+        raise BadInputError(f"roi must be an ROI file name such as 'nsdgeneral', got {roi!r}.")
+    layout = NSDLayout(data_dir, subject, space=space, beta_version=beta_version)
+    if not layout.data_dir.is_dir():
+        raise BadInputError(f"NSD data_dir {str(layout.data_dir)!r} does not exist. {_HOW_TO_GET}")
+    design = read_expdesign(layout.expdesign)
+    available = layout.available_sessions()
+    if sessions is None:
+        if not available:
+            raise BadInputError(
+                f"No beta files (betas_sessionSS.nii.gz or .hdf5) in "
+                f"{str(layout.betas_dir)!r}. {_HOW_TO_GET}"
+            )
+        sessions = available
+    sessions = sorted({check_positive_int("sessions", s) for s in sessions})
+    if not sessions:
+        raise BadInputError("sessions is empty; pass None for all available sessions.")
+    files = {}
+    for s in sessions:
+        path = layout.beta_file(s)
+        if path is None:
+            raise BadInputError(
+                f"Beta file for session {s} not found: {str(layout.betas(s))!r} (nor .hdf5). "
+                f"Available sessions: {available}. {_HOW_TO_GET}"
+            )
+        files[s] = path
+
+    roi_path = _require(layout.roi(roi), f"ROI {roi!r}")
+    mask, roi_affine = _read_roi(roi_path)
+    ijk = np.argwhere(mask)
+    if len(ijk) == 0:
+        raise BadInputError(f"ROI {str(roi_path)!r} has no voxel with value > 0.")
+
+    headers = {s: _beta_header(p) for s, p in files.items()}
+    n_per = {s: h[1] for s, h in headers.items()}
+    if len(set(n_per.values())) != 1:
+        raise BadInputError(
+            f"Beta files disagree on the number of trials per session: {n_per}; NSD sessions "
+            "all hold 750 trials."
+        )
+    n_per_session = next(iter(n_per.values()))
+    for s, (grid, _, affine) in headers.items():
+        same_affine = affine is None or np.allclose(affine, roi_affine, atol=1e-3)
+        if grid != mask.shape or not same_affine:
+            what = "shape" if grid != mask.shape else "affine"
+            raise BadInputError(
+                f"ROI and betas are on different grids ({what} differs): ROI "
+                f"{str(roi_path)!r} has shape {mask.shape}, betas {str(files[s])!r} have shape "
+                f"{grid}. Use the ROI of the same subject and space ({layout.space!r})."
+            )
+
+    masterordering = design["masterordering"]
+    subjectim = design["subjectim"]
+    sharedix = design["sharedix"]
+    n_shared = len(sharedix)
+    needed = max(sessions) * n_per_session
+    if len(masterordering) < needed:
+        raise BadInputError(
+            f"{str(layout.expdesign)!r}: masterordering has {len(masterordering)} trials but "
+            f"session {max(sessions)} × {n_per_session} trials/session needs {needed}."
+        )
+    if subjectim.shape[0] < subject:
+        raise BadInputError(
+            f"{str(layout.expdesign)!r}: subjectim has rows for {subjectim.shape[0]} "
+            f"subject(s), cannot map subject {subject}."
+        )
+    if masterordering.max() >= subjectim.shape[1]:
+        raise BadInputError(
+            f"{str(layout.expdesign)!r}: masterordering refers to 10k index "
+            f"{int(masterordering.max()) + 1} but subjectim has {subjectim.shape[1]} columns."
+        )
+    if not np.array_equal(subjectim[subject - 1, :n_shared], sharedix):
+        logger.warning(
+            "subjectim[%d, :%d] differs from sharedix; the shared split follows the 10k "
+            "index (k < %d) as NSD defines it.",
+            subject - 1,
+            n_shared,
+            n_shared,
+        )
+
+    # Repeat index from the whole masterordering: 0 for the first showing, then 1, 2.
+    order = np.argsort(masterordering, kind="stable")
+    sorted_k = masterordering[order]
+    first = np.searchsorted(sorted_k, sorted_k, side="left")
+    repeat_all = np.empty_like(masterordering)
+    repeat_all[order] = np.arange(len(sorted_k)) - first
+
+    if test_set == "shared982":
+        is_test_image = shared982_mask(masterordering, n_shared, n_per_session, N_SESSIONS_982)
+    else:
+        is_test_image = np.ones(n_shared, dtype=bool)
+
+    X_parts, k_parts, sess_parts, t_parts = [], [], [], []
+    bar = tqdm(sessions, desc=f"NSD subj{subject:02d} betas", disable=progress_disabled())
+    for s in bar:
+        raw = _read_betas(files[s], ijk, n_per_session)
+        X_parts.append(raw.astype(np.float32) / np.float32(BETA_SCALE))
+        t = (s - 1) * n_per_session + np.arange(n_per_session)
+        t_parts.append(t)
+        k_parts.append(masterordering[t])
+        sess_parts.append(np.full(n_per_session, s, dtype=np.int64))
+        logger.debug("read %s: %d trials × %d voxels", files[s], n_per_session, len(ijk))
+    X = np.concatenate(X_parts)
+    k = np.concatenate(k_parts)
+    t = np.concatenate(t_parts)
+    session = np.concatenate(sess_parts)
+    shared = k < n_shared
+    split = np.where(shared, "test", "train")
+    keep = ~shared | is_test_image[np.minimum(k, n_shared - 1)]
+    n_dropped = int((~keep).sum())
+    if n_dropped:
+        logger.info(
+            "test_set='shared982': dropping %d trial(s) of shared images outside the 982 set.",
+            n_dropped,
+        )
+    info = {
+        "dataset": "nsd",
+        "units": "percent signal change",
+        "beta_scale": BETA_SCALE,
+        "beta_version": beta_version,
+        "space": space,
+        "roi": roi,
+        "test_set": test_set,
+        "n_voxels": int(len(ijk)),
+        "n_trials_per_session": int(n_per_session),
+        "n_shared": int(n_shared),
+        "n_test_images": int(is_test_image.sum()),
+        "n_trials_dropped": n_dropped,
+        "sessions": sessions,
+        "voxel_ijk": ijk,
+        "affine": roi_affine,
+        "grid_shape": tuple(int(v) for v in mask.shape),
+        "files": {
+            "expdesign": str(layout.expdesign),
+            "roi": str(roi_path),
+            "betas": {int(s): str(p) for s, p in files.items()},
+            "stimuli": str(layout.stimuli),
+        },
+    }
+    trials = Trials(
+        X=X[keep],
+        stimulus_ids=subjectim[subject - 1, k[keep]],
+        split=split[keep],
+        session=session[keep],
+        repeat=repeat_all[t[keep]],
+        subject=subject,
+        info=info,
+    )
+    logger.info("Loaded %r", trials)
+    return trials

@@ -1,0 +1,23 @@
+"""Pipeline YAML schema, stage registry and runner.
+
+Importing this package registers the built-in stages.
+"""
+
+from . import stages as _stages  # noqa: F401  (registers the stage kinds)
+from .base import STAGES, Stage, StageConfig, get_stage, register_stage
+from .runner import RunResult, plan_dependencies, run_pipeline
+from .schema import PipelineConfig, load_pipeline, validate_pipeline
+
+__all__ = [
+    "STAGES",
+    "PipelineConfig",
+    "RunResult",
+    "Stage",
+    "StageConfig",
+    "get_stage",
+    "load_pipeline",
+    "plan_dependencies",
+    "register_stage",
+    "run_pipeline",
+    "validate_pipeline",
+]

@@ -1,0 +1,461 @@
+"""Stage adapters: one small class per step, each calling the library below.
+
+The library knows nothing of stages; these classes only translate a validated
+config and the run context into library calls and artifact files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from ..datasets import NSDLayout, load_nsd, make_demo_nsd, read_nsd_stimuli
+from ..evaluation import evaluate_images
+from ..features import FeatureStore, extract_features, make_extractor
+from ..features.extractors import EXTRACTORS
+from ..models import RidgeDecoder
+from ..preprocessing import average_repeats, zscore_per_session
+from ..reconstruction.image import METHODS, get_method
+from ..utils.io import fingerprint_file, hash_json, write_json_atomic
+from ..utils.logging import logger
+from ..utils.validation import BadInputError
+from ._artifacts import load_trials, save_trials
+from .base import Stage, StageConfig, register_stage
+from .report import build_report
+
+__all__ = ["ExtractorSpec"]
+
+
+class ExtractorSpec(StageConfig):
+    """One feature extractor: registry ``kind`` plus its own ``params``."""
+
+    kind: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    batch_size: int = Field(32, ge=1)
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, v):
+        if v not in EXTRACTORS:
+            raise ValueError(f"unknown extractor; expected one of {sorted(EXTRACTORS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _buildable(self):
+        try:
+            make_extractor(self.kind, **self.params)
+        except (BadInputError, TypeError, ValueError) as err:
+            raise ValueError(f"params: {err}") from None
+        return self
+
+    def build(self, device: str):
+        return make_extractor(
+            self.kind, batch_size=self.batch_size, dtype=self.dtype, device=device, **self.params
+        )
+
+
+# ----------------------------------------------------------------------------- data
+@register_stage
+class SimulateNSD(Stage):
+    """Build the embedded demo dataset in NSD's own layout (simulated responses)."""
+
+    kind = "make_demo_nsd"
+    writes = ("nsd_root",)
+
+    class Config(StageConfig):
+        n_train: int = Field(300, ge=10)
+        n_test: int = Field(30, ge=2)
+        n_test_repeats: int = Field(3, ge=1)
+        n_sessions: int = Field(4, ge=1)
+        image_size: int = Field(256, ge=32)
+        n_voxels_prf: int = Field(1200, ge=1)
+        n_voxels_category: int = Field(400, ge=0)
+        noise_sd: float | None = Field(None, gt=0)
+        random_state: int = 0
+
+    def run(self, ctx):
+        kw = self.config.model_dump()
+        if kw["noise_sd"] is None:
+            kw.pop("noise_sd")
+        make_demo_nsd(ctx.output("nsd_root", "nsd"), **kw)
+
+
+@register_stage
+class LoadNSD(Stage):
+    """Read NSD betas, mask, z-score per session, average test repeats."""
+
+    kind = "load_nsd"
+    optional_reads = ("nsd_root",)
+    writes = ("trials", "stimuli")
+
+    class Config(StageConfig):
+        data_dir: str | None = None
+        subject: int = Field(1, ge=1, le=8)
+        sessions: list[int] | None = None
+        roi: str = "nsdgeneral"
+        space: Literal["func1pt8mm", "func1mm"] = "func1pt8mm"
+        beta_version: Literal["betas_fithrf_GLMdenoise_RR", "betas_fithrf", "betas_assumehrf"] = (
+            "betas_fithrf_GLMdenoise_RR"
+        )
+        test_set: Literal["shared1000", "shared982"] = "shared1000"
+        zscore: bool = True
+        average_test_repeats: bool = True
+
+    def _root(self, ctx) -> Path:
+        if ctx.has_input("nsd_root"):
+            return ctx.input("nsd_root")
+        root = self.config.data_dir or ctx.data_dir
+        if root is None:
+            raise BadInputError(
+                f"stages.{self.name}: no NSD data directory. Pass --data-dir, set data_dir in "
+                "the pipeline or $BDS_DATA_DIR, pointing at the folder that holds nsddata/."
+            )
+        return Path(root)
+
+    def external_inputs(self, ctx):
+        if ctx.has_input("nsd_root"):
+            return {}
+        root = self._root(ctx)
+        layout = NSDLayout(
+            root,
+            self.config.subject,
+            space=self.config.space,
+            beta_version=self.config.beta_version,
+        )
+        files = {
+            "expdesign": layout.expdesign,
+            "stimuli": layout.stimuli,
+            "roi": layout.roi(self.config.roi),
+        }
+        sessions = self.config.sessions or layout.available_sessions()
+        for s in sessions:
+            files[f"betas_session{s:02d}"] = layout.betas(s)
+        return files
+
+    def run(self, ctx):
+        root = self._root(ctx)
+        c = self.config
+        trials = load_nsd(
+            root,
+            c.subject,
+            sessions=c.sessions,
+            roi=c.roi,
+            space=c.space,
+            beta_version=c.beta_version,
+            test_set=c.test_set,
+        )
+        if c.zscore:
+            trials = zscore_per_session(trials)
+        if c.average_test_repeats:
+            trials = average_repeats(trials, split="test")
+        save_trials(ctx.output("trials", "trials.h5"), trials)
+        layout = NSDLayout(root, c.subject, space=c.space, beta_version=c.beta_version)
+        ids = np.unique(trials.stimulus_ids)
+        write_json_atomic(
+            ctx.output("stimuli", "stimuli.json"),
+            {
+                "format": "nsd_imgBrick",
+                "path": str(Path(layout.stimuli).resolve()),
+                "fingerprint": fingerprint_file(layout.stimuli),
+                "ids": ids.tolist(),
+                "test_ids": np.unique(trials.stimulus_ids[trials.split == "test"]).tolist(),
+            },
+        )
+        ctx.extra.update(
+            {
+                "n_trials": len(trials),
+                "n_voxels": int(trials.X.shape[1]),
+                "n_train": int(np.sum(trials.split == "train")),
+                "n_test": int(np.sum(trials.split == "test")),
+            }
+        )
+
+
+def _read_stimuli(stimuli_json: Path) -> dict:
+    info = json.loads(Path(stimuli_json).read_text())
+    if not Path(info["path"]).is_file():
+        raise BadInputError(
+            f"The stimulus file {info['path']!r} recorded by an earlier stage is gone; "
+            "re-run with --force on the data stage."
+        )
+    return info
+
+
+# ------------------------------------------------------------------------- features
+@register_stage
+class ExtractFeatures(Stage):
+    """Compute stimulus features into the HDF5 feature cache (resumable)."""
+
+    kind = "extract_features"
+    reads = ("stimuli",)
+    writes = ("features",)
+
+    class Config(StageConfig):
+        extractors: dict[str, ExtractorSpec]
+        cache_dir: str | None = None
+
+    def outputs_valid(self, ctx, manifest):
+        feats = json.loads(
+            (ctx.run_dir / self.name / manifest["outputs"]["features"]["path"]).read_text()
+        )
+        ok = all(FeatureStore.exists(v["path"]) for v in feats.values())
+        if not ok:
+            logger.info("%s: a cached feature file is gone; re-extracting", self.name)
+        return ok
+
+    def run(self, ctx):
+        stim = _read_stimuli(ctx.input("stimuli"))
+        ids = np.asarray(stim["ids"])
+        out = {}
+        for name, spec in self.config.extractors.items():
+            extractor = spec.build(ctx.device)
+            path = extract_features(
+                extractor,
+                ids,
+                lambda b: read_nsd_stimuli(stim["path"], b),
+                stimulus_set={
+                    "file_fingerprint": stim["fingerprint"],
+                    "ids_hash": hash_json(ids.tolist()),
+                },
+                cache_dir=self.config.cache_dir,
+            )
+            out[name] = {
+                "path": str(path),
+                "kind": spec.kind,
+                "fields": {k: list(v[0]) for k, v in extractor.fields().items()},
+                "fingerprint": fingerprint_file(path),
+            }
+        write_json_atomic(ctx.output("features", "features.json"), out)
+
+
+def _parse_target(target: str, features: dict) -> list[tuple[str, str]]:
+    """'name' -> all fields of that extractor; 'name.field' -> that field."""
+    name, _, field = target.partition(".")
+    if name not in features:
+        raise BadInputError(
+            f"target {target!r}: no extractor named {name!r} in the features stage "
+            f"(it has {sorted(features)})."
+        )
+    fields = list(features[name]["fields"])
+    if field and field not in fields:
+        raise BadInputError(f"target {target!r}: extractor {name!r} has fields {fields}.")
+    return [(name, f) for f in ([field] if field else fields)]
+
+
+# --------------------------------------------------------------------------- models
+@register_stage
+class FitRidge(Stage):
+    """Fit one ridge decoder per target feature; predict the test set."""
+
+    kind = "fit_ridge"
+    reads = ("trials", "features")
+    writes = ("predictions", "models")
+
+    class Config(StageConfig):
+        targets: list[str] = Field(min_length=1)
+        alphas: list[float] = Field(
+            default_factory=lambda: [float(a) for a in np.logspace(-1, 5, 13)]
+        )
+        standardize_X: bool = True
+        rescale_predictions: bool = False
+
+        @field_validator("alphas")
+        @classmethod
+        def _positive(cls, v):
+            if not v or any(a <= 0 for a in v):
+                raise ValueError("alphas must be a non-empty list of values > 0")
+            return v
+
+    def run(self, ctx):
+        trials = load_trials(ctx.input("trials"))
+        features = json.loads(ctx.input("features").read_text())
+        train, test = trials.split == "train", trials.split == "test"
+        if not train.any() or not test.any():
+            raise BadInputError(
+                f"stages.{self.name}: the trials need both a train and a test split."
+            )
+        test_ids = trials.stimulus_ids[test]
+        if len(np.unique(test_ids)) != len(test_ids):
+            raise BadInputError(
+                f"stages.{self.name}: test stimuli repeat; average the test repeats first "
+                "(average_test_repeats: true in the data stage)."
+            )
+        targets = [t for target in self.config.targets for t in _parse_target(target, features)]
+        fields = {f"{n}.{f}": (tuple(features[n]["fields"][f]), "float32") for n, f in targets}
+        models_dir = ctx.output("models", "models")
+        models_dir.mkdir(exist_ok=True)
+        scores = {}
+        with FeatureStore.open_writer(
+            ctx.output("predictions", "predictions.h5"),
+            test_ids,
+            fields,
+            attrs={"kind": "predictions"},
+        ) as writer:
+            arrays = {}
+            for name, field in targets:
+                store = FeatureStore(features[name]["path"])
+                y_train = store.read(field, trials.stimulus_ids[train]).reshape(train.sum(), -1)
+                y_test = store.read(field, test_ids).reshape(test.sum(), -1)
+                model = RidgeDecoder(
+                    alphas=self.config.alphas,
+                    standardize_X=self.config.standardize_X,
+                    rescale_predictions=self.config.rescale_predictions,
+                )
+                model.fit(trials.X[train], y_train)
+                pred = model.predict(trials.X[test]).astype(np.float32)
+                model.save_pretrained(models_dir / f"{name}.{field}")
+                key = f"{name}.{field}"
+                arrays[key] = pred.reshape((len(pred), *fields[key][0]))
+                r = [np.corrcoef(a, b)[0, 1] for a, b in zip(pred, y_test, strict=True)]
+                scores[key] = {
+                    "mean_test_r_per_stimulus": float(np.nanmean(r)),
+                    "median_alpha": float(np.median(model.alphas_)),
+                }
+                logger.info(
+                    "%s: %s decoded, mean r(pred, true) per test stimulus = %.3f",
+                    self.name,
+                    key,
+                    scores[key]["mean_test_r_per_stimulus"],
+                )
+            writer.append(test_ids, arrays)
+        ctx.extra["decoding"] = scores
+
+
+# ------------------------------------------------------------------- reconstruction
+@register_stage
+class Reconstruct(Stage):
+    """Images from predicted features (method registry; diffusion methods plug in here)."""
+
+    kind = "reconstruct"
+    reads = ("predictions",)
+    writes = ("reconstructions",)
+
+    class Config(StageConfig):
+        method: str = "lowlevel"
+        source: str = "pixels.pixels"
+        output_size: int = Field(256, ge=16)
+        blur: float = Field(0.0, ge=0)
+
+        @field_validator("method")
+        @classmethod
+        def _known(cls, v):
+            if v not in METHODS:
+                raise ValueError(f"unknown method; expected one of {sorted(METHODS)}")
+            return v
+
+    def run(self, ctx):
+        from PIL import Image
+
+        preds = FeatureStore(ctx.input("predictions"))
+        if self.config.source not in preds.fields:
+            raise BadInputError(
+                f"stages.{self.name}.source: {self.config.source!r} is not among the "
+                f"predictions {preds.fields}; decode it in the ridge stage's targets."
+            )
+        ids = preds.stimulus_ids
+        images = get_method(self.config.method)(
+            preds.read(self.config.source),
+            output_size=self.config.output_size,
+            blur=self.config.blur,
+        )
+        png_dir = ctx.output("images", "images")
+        png_dir.mkdir(exist_ok=True)
+        for sid, img in zip(ids, images, strict=True):
+            Image.fromarray(img).save(png_dir / f"recon_{sid}.png")
+        side = self.config.output_size
+        with FeatureStore.open_writer(
+            ctx.output("reconstructions", "reconstructions.h5"),
+            ids,
+            {"image": ((side, side, 3), "uint8")},
+            attrs={"method": self.config.method},
+        ) as w:
+            w.append(ids, {"image": images})
+
+
+# ------------------------------------------------------------------------ evaluation
+@register_stage
+class EvaluateImages(Stage):
+    """PixCorr, SSIM, two-way identification on the reconstructions and decoded features."""
+
+    kind = "evaluate_images"
+    reads = ("reconstructions", "stimuli")
+    optional_reads = ("predictions", "features")
+    writes = ("metrics",)
+    publish = ("metrics",)
+
+    class Config(StageConfig):
+        size: int = Field(425, ge=16)
+        networks: dict[str, ExtractorSpec] = Field(default_factory=dict)
+        decoded_features: bool = True
+        n_boot: int = Field(1000, ge=10)
+
+    def run(self, ctx):
+        recon_store = FeatureStore(ctx.input("reconstructions"))
+        ids = recon_store.stimulus_ids
+        stim = _read_stimuli(ctx.input("stimuli"))
+        gt = read_nsd_stimuli(stim["path"], ids)
+        recon = recon_store.read("image")
+        networks = {n: s.build(ctx.device) for n, s in self.config.networks.items()}
+        decoded = None
+        if (
+            self.config.decoded_features
+            and ctx.has_input("predictions")
+            and ctx.has_input("features")
+        ):
+            features = json.loads(ctx.input("features").read_text())
+            preds = FeatureStore(ctx.input("predictions"))
+            decoded = {}
+            for key in preds.fields:
+                name, _, field = key.partition(".")
+                true = FeatureStore(features[name]["path"]).read(field, ids)
+                decoded[key] = (true, preds.read(key, ids))
+        metrics = evaluate_images(
+            recon,
+            gt,
+            size=self.config.size,
+            networks=networks,
+            decoded_features=decoded,
+            n_boot=self.config.n_boot,
+            random_state=ctx.seed,
+        )
+        metrics["_meta"] = {
+            "n_test_images": len(ids),
+            "size": self.config.size,
+            "protocol": "PixCorr/SSIM as Brain-Diffuser and MindEye (both "
+            "images resized to size px); two-way identification "
+            "as MindEye (chance 0.5)",
+        }
+        write_json_atomic(ctx.output("metrics", "metrics.json"), metrics)
+
+
+@register_stage
+class Report(Stage):
+    """The reconstruction grid PNG and a self-contained report.html."""
+
+    kind = "report"
+    reads = ("metrics", "reconstructions", "stimuli")
+    writes = ("grid", "report_html")
+    publish = ("grid", "report_html")
+
+    class Config(StageConfig):
+        title: str = "braindecode_suite run"
+        n_grid: int = Field(16, ge=1)
+
+    def run(self, ctx):
+        stim = _read_stimuli(ctx.input("stimuli"))
+        build_report(
+            metrics_path=ctx.input("metrics"),
+            reconstructions_path=ctx.input("reconstructions"),
+            stimuli_path=stim["path"],
+            manifests=ctx.stage_manifests(),
+            provenance=ctx.provenance,
+            title=self.config.title,
+            n_grid=self.config.n_grid,
+            grid_path=ctx.output("grid", "reconstructions.png"),
+            html_path=ctx.output("report_html", "report.html"),
+        )

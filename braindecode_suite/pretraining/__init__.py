@@ -1,0 +1,1 @@
+"""pretraining stages (planned: see the issue tracker)."""

@@ -1,0 +1,1 @@
+"""synthesis stages (planned: see the issue tracker)."""
