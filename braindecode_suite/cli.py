@@ -49,16 +49,24 @@ def _console():
     return Console()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")
     ] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ):
-    if version:
-        typer.echo(__version__)
-        raise typer.Exit()
     _STATE["verbose"] = verbose
     _setup_logging(verbose)
 
@@ -285,10 +293,11 @@ def main() -> None:
             "Interrupted; finished stages are kept, the interrupted one will be redone.", err=True
         )
         sys.exit(130)
-    except Exception as exc:  # click usage errors are handled below
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # usage errors of the (vendored) click inside typer: they know how to show themselves
+        if callable(getattr(exc, "show", None)) and isinstance(
+            getattr(exc, "exit_code", None), int
+        ):
             exc.show()
             sys.exit(exc.exit_code)
         if _STATE["verbose"]:

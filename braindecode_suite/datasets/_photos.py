@@ -32,8 +32,20 @@ PHOTO_CATEGORIES: dict[str, str] = {
     "grass": "texture",
 }
 
-_SKIMAGE = ("astronaut", "camera", "chelsea", "rocket", "moon", "hubble_deep_field", "coffee",
-            "coins", "clock", "immunohistochemistry", "brick", "grass")
+_SKIMAGE = (
+    "astronaut",
+    "camera",
+    "chelsea",
+    "rocket",
+    "moon",
+    "hubble_deep_field",
+    "coffee",
+    "coins",
+    "clock",
+    "immunohistochemistry",
+    "brick",
+    "grass",
+)
 
 
 def _to_rgb(img: np.ndarray) -> np.ndarray:

@@ -105,12 +105,15 @@ def _feature_maps(imgs) -> np.ndarray:
     from PIL import Image
 
     n = len(imgs)
-    small = np.stack(
-        [
-            np.asarray(Image.fromarray(im).resize((FEATURE_SIZE, FEATURE_SIZE), Image.BILINEAR))
-            for im in imgs
-        ]
-    ).astype(np.float64) / 255.0
+    small = (
+        np.stack(
+            [
+                np.asarray(Image.fromarray(im).resize((FEATURE_SIZE, FEATURE_SIZE), Image.BILINEAR))
+                for im in imgs
+            ]
+        ).astype(np.float64)
+        / 255.0
+    )
     r, g, b = small[..., 0], small[..., 1], small[..., 2]
     grey = 0.299 * r + 0.587 * g + 0.114 * b
     # Quadrature Gabor pair = one complex Gabor; circular convolution through the FFT.
@@ -281,9 +284,14 @@ def make_demo_nsd(
     root : Path
     """
     root = check_path("root", root, must_exist=False)
-    for name, value in (("n_train", n_train), ("n_test", n_test),
-                        ("n_test_repeats", n_test_repeats), ("n_sessions", n_sessions),
-                        ("n_voxels_prf", n_voxels_prf), ("n_voxels_category", n_voxels_category)):
+    for name, value in (
+        ("n_train", n_train),
+        ("n_test", n_test),
+        ("n_test_repeats", n_test_repeats),
+        ("n_sessions", n_sessions),
+        ("n_voxels_prf", n_voxels_prf),
+        ("n_voxels_category", n_voxels_category),
+    ):
         check_positive_int(name, value)
     check_positive_int("image_size", image_size, minimum=16)
     if not np.isfinite(noise_sd) or noise_sd < 0:
@@ -296,6 +304,7 @@ def make_demo_nsd(
         "n_voxels_category": n_voxels_category, "noise_sd": float(noise_sd),
         "random_state": random_state,
     }  # fmt: skip
+    _layout_voxels(np.random.default_rng(0), n_voxels_prf, n_voxels_category)  # checks sizes
     truth_path = root / TRUTH_FILE
     if root.exists():
         if not truth_path.is_file() and any(root.iterdir()):

@@ -118,8 +118,21 @@ class Extractor:
     def _forward(self, x):
         raise NotImplementedError  # pragma: no cover
 
-    def transform(self, images) -> dict[str, np.ndarray]:
-        """Features of a batch of images, through the shared batching helper."""
+    def transform(self, images, *, progress: bool = False) -> dict[str, np.ndarray]:
+        """Features of a batch of images, through the shared batching helper.
+
+        Parameters
+        ----------
+        images : ndarray of shape (n_images, height, width, 3)
+            uint8, or float in [0, 1].
+        progress : bool
+            Show a progress bar over batches.
+
+        Returns
+        -------
+        features : dict of str to ndarray
+            One array of shape (n_images, *row_shape) per field (see :meth:`fields`).
+        """
         x = self.prepare(images)
         parts: dict[str, list] = {}
         for _, out in batched_inference(
@@ -129,6 +142,7 @@ class Extractor:
             device=self.device,
             dtype=self.dtype,
             desc=self.kind,
+            progress=progress,
         ):
             for k, v in out.items():
                 parts.setdefault(k, []).append(v)

@@ -15,6 +15,14 @@ from ..utils.validation import BadInputError
 __all__ = ["save_trials", "load_trials"]
 
 
+def _jsonable(obj):
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return str(obj)
+
+
 def save_trials(path: Path, trials: Trials) -> Path:
     """Write a :class:`Trials` container to HDF5 (X float32, chunked by trials)."""
     with atomic_path(path) as tmp:
@@ -29,8 +37,8 @@ def save_trials(path: Path, trials: Trials) -> Path:
             f["split"] = np.asarray(trials.split).astype("S")
             f["session"] = np.asarray(trials.session, dtype=np.int64)
             f["repeat"] = np.asarray(trials.repeat, dtype=np.int64)
-            f.attrs["subject"] = int(trials.subject)
-            f.attrs["info"] = json.dumps(trials.info, default=str)
+            f["subject"] = np.asarray(trials.subject, dtype=np.int64)
+            f.attrs["info"] = json.dumps(trials.info, default=_jsonable)
     return path
 
 
@@ -44,7 +52,7 @@ def load_trials(path: Path) -> Trials:
                 split=f["split"][()].astype(str),
                 session=f["session"][()],
                 repeat=f["repeat"][()],
-                subject=int(f.attrs["subject"]),
+                subject=f["subject"][()],
                 info=json.loads(f.attrs["info"]),
             )
     except OSError as err:

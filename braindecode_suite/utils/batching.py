@@ -43,6 +43,7 @@ def batched_inference(
     transform: Callable | None = None,
     num_workers: int = 0,
     desc: str = "inference",
+    progress: bool = True,
 ) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
     """Run ``fn`` over ``items`` in batches and yield NumPy outputs.
 
@@ -65,6 +66,8 @@ def batched_inference(
         DataLoader worker processes.
     desc : str
         Progress bar label.
+    progress : bool
+        Show a progress bar (also hidden when the package logs above INFO).
 
     Yields
     ------
@@ -90,7 +93,9 @@ def batched_inference(
     )
     use_autocast = torch_dtype in (torch.float16, torch.bfloat16)
     start = 0
-    with tqdm(total=len(items), desc=desc, disable=progress_disabled(), unit="item") as bar:
+    with tqdm(
+        total=len(items), desc=desc, disable=not progress or progress_disabled(), unit="item"
+    ) as bar:
         for batch in loader:
             batch = batch.to(dev, non_blocking=True)
             with (

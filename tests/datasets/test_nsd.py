@@ -96,7 +96,16 @@ def test_load_nsd_hand_ids(tiny):
     # session 1: k = 3,1,5,2 -> subj2 73k (1-based) 7,4,6,9; session 2: k = 1,4,6,2 -> 4,8,1,9
     np.testing.assert_array_equal(trials.stimulus_ids, np.array([7, 4, 6, 9, 4, 8, 1, 9]) - 1)
     np.testing.assert_array_equal(trials.session, [1, 1, 1, 1, 2, 2, 2, 2])
-    assert trials.split.tolist() == ["train", "test", "train", "test", "test", "train", "train", "test"]
+    assert trials.split.tolist() == [
+        "train",
+        "test",
+        "train",
+        "test",
+        "test",
+        "train",
+        "train",
+        "test",
+    ]
     np.testing.assert_array_equal(trials.repeat, [0, 0, 0, 0, 1, 0, 0, 1])
     np.testing.assert_array_equal(trials.subject, 2)
     assert trials.info["n_voxels"] == int(mask.sum()) == 7
@@ -157,8 +166,10 @@ def test_read_nsd_stimuli_order(tiny):
 
 def test_layout_paths(tmp_path):
     lay = NSDLayout(tmp_path, 3, beta_version="betas_fithrf")
-    assert lay.betas(7).as_posix().endswith(
-        "nsddata_betas/ppdata/subj03/func1pt8mm/betas_fithrf/betas_session07.nii.gz"
+    assert (
+        lay.betas(7)
+        .as_posix()
+        .endswith("nsddata_betas/ppdata/subj03/func1pt8mm/betas_fithrf/betas_session07.nii.gz")
     )
     assert lay.roi().as_posix().endswith("nsddata/ppdata/subj03/func1pt8mm/roi/nsdgeneral.nii.gz")
     assert lay.shared_png(0, 2950).name == "shared0001_nsd02951.png"

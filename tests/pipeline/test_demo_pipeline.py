@@ -1,0 +1,55 @@
+"""The shipped demo pipeline, shrunk, end to end: outputs, above-chance metrics, cached re-run."""
+
+import json
+from pathlib import Path
+
+import yaml
+
+from braindecode_suite.pipeline import run_pipeline, validate_pipeline
+
+DEMO = Path(__file__).resolve().parents[2] / "pipelines" / "demo.yaml"
+
+
+def _small_demo():
+    raw = yaml.safe_load(DEMO.read_text())
+    raw["stages"]["simulate"].update(
+        n_train=80, n_test=8, image_size=64, n_voxels_prf=400, n_voxels_category=100
+    )
+    raw["stages"]["features"]["extractors"]["pixels"]["params"] = {"size": 12}
+    raw["stages"]["features"]["extractors"]["gabor"]["params"] = {"size": 48, "grid": 4}
+    raw["stages"]["reconstruct"]["output_size"] = 64
+    raw["stages"]["evaluate"].update(size=64, n_boot=100)
+    raw["stages"]["evaluate"]["networks"] = {"effnet": {"kind": "efficientnet_lite0"}}
+    return validate_pipeline(raw, str(DEMO))
+
+
+def test_demo_end_to_end_and_cached_rerun(tmp_path):
+    res = run_pipeline(_small_demo(), out_dir=tmp_path, device="cpu")
+    run_dir = tmp_path / "demo"
+    assert res.executed == [
+        "simulate",
+        "fmri",
+        "features",
+        "decode",
+        "reconstruct",
+        "evaluate",
+        "report",
+    ]
+    for name in ("metrics.json", "reconstructions.png", "report.html"):
+        assert (run_dir / name).is_file(), name
+    m = json.loads((run_dir / "metrics.json").read_text())
+    # low-level reconstruction of simulated early-visual responses is far above chance
+    assert m["pixcorr"]["mean"] > m["pixcorr"]["chance"] + 0.2
+    assert m["pixcorr"]["ci"][0] > m["pixcorr"]["chance"]
+    assert m["decoded_two_way/pixels.pixels"]["mean"] > 0.75
+    assert m["decoded_two_way/pixels.pixels"]["p_value"] < 1e-3
+    assert "two_way/effnet" in m
+    html = (run_dir / "report.html").read_text()
+    assert "SIMULATED" in html and "REAL ImageNet weights" in html
+    assert html.index("SIMULATED") < html.index("Metrics")
+    # the NSD adapter read the demo data: 8 averaged test trials, 80+ training trials
+    fmri = json.loads((run_dir / "fmri" / "manifest.json").read_text())
+    assert fmri["extra"]["n_test"] == 8 and fmri["extra"]["n_train"] >= 80
+
+    again = run_pipeline(_small_demo(), out_dir=tmp_path, device="cpu")
+    assert again.executed == []
