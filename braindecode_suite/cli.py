@@ -214,6 +214,7 @@ def cache_ls(cache_dir: Annotated[Path | None, typer.Option(help="Cache folder."
     from .features import get_cache_dir, list_stores
 
     rows = list_stores(cache_dir)
+    root = Path(cache_dir or get_cache_dir())
     table = Table(
         "file",
         "status",
@@ -227,13 +228,15 @@ def cache_ls(cache_dir: Annotated[Path | None, typer.Option(help="Cache folder."
     for r in rows:
         key = (r.get("attrs") or {}).get("cache_key", {})
         table.add_row(
-            str(r["path"]),
+            str(Path(r["path"]).relative_to(root))
+            if Path(r["path"]).is_relative_to(root)
+            else str(r["path"]),
             r["status"],
             str(r.get("n_rows", "")),
             ", ".join(r.get("fields") or []),
             f"{r['size_bytes'] / 2**20:.1f}",
             str(key.get("extractor", "")),
-            str(r.get("modified", "")),
+            str(r.get("modified", ""))[:16],
         )
     _console().print(table)
 

@@ -71,6 +71,13 @@ def extract_features(
     if FeatureStore.exists(path):
         logger.info("%s: features found in the cache (%s)", extractor.kind, path)
         return path
+    if path.exists():  # there, but not a complete readable store
+        try:
+            FeatureStore(path)
+        except BadInputError as err:
+            raise BadInputError(
+                f"The cached {extractor.kind} features are unreadable. {err}"
+            ) from None
     attrs = {"cache_key": extractor.cache_key(), "stimulus_set": stimulus_set}
     writer = FeatureStore.open_writer(path, ids, extractor.fields(), attrs=attrs)
     with writer:

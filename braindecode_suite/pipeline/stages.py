@@ -205,7 +205,9 @@ class ExtractFeatures(Stage):
         )
         ok = all(FeatureStore.exists(v["path"]) for v in feats.values())
         if not ok:
-            logger.info("%s: a cached feature file is gone; re-extracting", self.name)
+            logger.info(
+                "%s: a cached feature file is missing or unreadable; re-extracting", self.name
+            )
         return ok
 
     def run(self, ctx):

@@ -133,3 +133,20 @@ def test_extract_bad_inputs(tmp_path):
         ext.transform(np.full((1, 8, 8, 3), 2.0))
     with pytest.raises(BadInputError, match="Did you mean 'pixels'"):
         make_extractor("pixel")
+
+
+def test_corrupt_cached_file_gets_one_clear_message(tmp_path):
+    imgs = _images(6)
+    ext = make_extractor("pixels", size=8, device="cpu")
+    path = extract_features(
+        ext, np.arange(6), lambda b: imgs[np.asarray(b)], stimulus_set={}, cache_dir=tmp_path
+    )
+    with open(path, "r+b") as f:
+        f.truncate(2000)
+    with pytest.raises(
+        BadInputError,
+        match="cached pixels features are unreadable.*corrupt or truncated.*bds cache prune",
+    ):
+        extract_features(
+            ext, np.arange(6), lambda b: imgs[np.asarray(b)], stimulus_set={}, cache_dir=tmp_path
+        )
