@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from abc import ABC, abstractmethod
 from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
@@ -75,7 +76,7 @@ def _resize_nchw(x, size: int):
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
-class Extractor:
+class Extractor(ABC):
     """Base class: subclasses set ``kind`` and implement ``fields`` and ``_forward``."""
 
     kind: ClassVar[str] = ""
@@ -105,9 +106,9 @@ class Extractor:
             "feature_code": 1,
         }
 
+    @abstractmethod
     def fields(self) -> dict[str, tuple[tuple[int, ...], str]]:
         """Field name -> (row shape, dtype) of the features one image gives."""
-        raise NotImplementedError  # pragma: no cover
 
     def prepare(self, images: np.ndarray):
         """Images (n, H, W, 3) -> float tensor (n, 3, H, W) in [0, 1], on CPU."""
@@ -115,8 +116,9 @@ class Extractor:
 
         return torch.from_numpy(_to_float(check_images("images", images))).permute(0, 3, 1, 2)
 
+    @abstractmethod
     def _forward(self, x):
-        raise NotImplementedError  # pragma: no cover
+        """Batch tensor (n, 3, H, W) in [0, 1] on the device -> dict of field tensors."""
 
     def transform(self, images, *, progress: bool = False) -> dict[str, np.ndarray]:
         """Features of a batch of images, through the shared batching helper.
