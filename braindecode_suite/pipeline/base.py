@@ -57,6 +57,13 @@ class Stage:
         self.name = name
         self.config = config
 
+    def preflight(self) -> list[str]:
+        """Problems found before anything runs (e.g. a configured path that is missing).
+
+        Each is ``"stages.<name>.<key>: what is wrong"``; the runner prefixes the file.
+        """
+        return []
+
     def external_inputs(self, ctx) -> dict[str, Any]:
         """Files outside the run directory that this stage reads (fingerprinted)."""
         return {}

@@ -197,6 +197,13 @@ def run_pipeline(
             f"--data-dir {str(data_dir)!r} does not exist or is not a directory. Point it at "
             "the dataset root (e.g. the folder that holds nsddata/ for NSD)."
         )
+    problems = []
+    if data_dir is None and config.data_dir and not Path(config.data_dir).expanduser().is_dir():
+        problems.append(f"data_dir: {config.data_dir!r} does not exist or is not a directory")
+    for stage in stages:
+        problems += stage.preflight()
+    if problems:
+        raise BadInputError("\n".join(f"{config.source}: {p}" for p in problems))
     plan = plan_dependencies(stages)
     forced = _downstream(stages, plan, set(force))
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from ..utils.validation import BadInputError
 from .base import Stage, StageConfig, get_stage
@@ -47,6 +47,12 @@ class PipelineConfig(BaseModel):
     data_dir: str | None = None
     provenance: list[str] = Field(default_factory=list)
     stages: dict[str, dict[str, Any]]
+    _source: str = PrivateAttr("<pipeline>")
+
+    @property
+    def source(self) -> str:
+        """The file this config was read from (for messages)."""
+        return self._source
 
     @field_validator("name")
     @classmethod
@@ -94,6 +100,7 @@ def validate_pipeline(raw: Any, source: str = "<pipeline>") -> tuple[PipelineCon
         config = PipelineConfig.model_validate(raw)
     except ValidationError as err:
         raise BadInputError(format_validation_error(err, source)) from None
+    config._source = source
     stages: list[Stage] = []
     problems: list[str] = []
     for name, spec in config.stages.items():

@@ -106,6 +106,15 @@ class LoadNSD(Stage):
         zscore: bool = True
         average_test_repeats: bool = True
 
+    def preflight(self):
+        d = self.config.data_dir
+        if d is not None and not Path(d).expanduser().is_dir():
+            return [
+                f"stages.{self.name}.data_dir: {d!r} does not exist or is not a directory "
+                "(expected the NSD root, the folder that holds nsddata/)"
+            ]
+        return []
+
     def _root(self, ctx) -> Path:
         if ctx.has_input("nsd_root"):
             return ctx.input("nsd_root")

@@ -151,3 +151,17 @@ def test_cuda_asked_without_cuda(tmp_path, toy_log):
         pytest.skip("a CUDA device is present")
     with pytest.raises(BadInputError, match="no CUDA device is available"):
         run_pipeline(_pipeline(), out_dir=tmp_path, device="cuda")
+
+
+def test_missing_paths_in_the_yaml_are_reported_before_running(tmp_path, toy_log):
+    raw = {
+        "name": "nsd",
+        "data_dir": str(tmp_path / "gone"),
+        "stages": {"fmri": {"kind": "load_nsd", "data_dir": str(tmp_path / "absent")}},
+    }
+    with pytest.raises(BadInputError) as info:
+        run_pipeline(validate_pipeline(raw, "nsd.yaml"), out_dir=tmp_path)
+    msg = str(info.value)
+    assert "nsd.yaml: data_dir: '" in msg and "gone' does not exist" in msg
+    assert "nsd.yaml: stages.fmri.data_dir: '" in msg and "holds nsddata/" in msg
+    assert not (tmp_path / "nsd").exists()  # nothing ran, no run directory made
