@@ -1,5 +1,5 @@
-"""Decoders and encoders from brain activity to stimulus features."""
+"""Decoders and encoders from brain activity to stimulus features (and back)."""
 
-from .ridge import RidgeDecoder
+from .ridge import DEFAULT_ALPHAS, RidgeCV
 
-__all__ = ["RidgeDecoder"]
+__all__ = ["DEFAULT_ALPHAS", "RidgeCV"]

@@ -17,7 +17,7 @@ from ..datasets import NSDLayout, load_nsd, make_demo_nsd, read_nsd_stimuli
 from ..evaluation import evaluate_images
 from ..features import FeatureStore, extract_features, make_extractor
 from ..features.extractors import EXTRACTORS
-from ..models import RidgeDecoder
+from ..models import DEFAULT_ALPHAS, RidgeCV
 from ..preprocessing import average_repeats, zscore_per_session
 from ..reconstruction.image import METHODS, get_method
 from ..utils.io import fingerprint_file, hash_json, write_json_atomic
@@ -260,20 +260,32 @@ def _parse_target(target: str, features: dict) -> list[tuple[str, str]]:
 
 # --------------------------------------------------------------------------- models
 @register_stage
-class FitRidge(Stage):
-    """Fit one ridge decoder per target feature; predict the test set."""
+class RidgeStage(Stage):
+    """Ridge decoders (brain -> features) or encoders (features -> brain); test predictions.
 
-    kind = "fit_ridge"
+    Decoding fits one :class:`~braindecode_suite.models.RidgeCV` per target feature field
+    and writes the predicted features of the test stimuli. Encoding fits one model from the
+    concatenated feature fields to every voxel and writes the predicted test responses with
+    voxelwise Pearson r and R² against the measured (repeat-averaged) test responses.
+    """
+
+    kind = "ridge"
     reads = ("trials", "features")
     writes = ("predictions", "models")
 
     class Config(StageConfig):
+        direction: Literal["decode", "encode"] = "decode"
         targets: list[str] = Field(min_length=1)
-        alphas: list[float] = Field(
-            default_factory=lambda: [float(a) for a in np.logspace(-1, 5, 13)]
-        )
+        alphas: list[float] = Field(default_factory=lambda: list(DEFAULT_ALPHAS))
+        cv: Literal["loo", "gcv"] | int = "loo"
+        cv_groups: Literal["session"] | None = None
         standardize_X: bool = True
+        standardize_Y: bool = False
         rescale_predictions: bool = False
+        backend: Literal["numpy", "torch"] = "numpy"
+        dtype: Literal["float32", "float64"] = "float32"
+        n_targets_batch: int | None = Field(None, ge=1)
+        memory_limit: float = Field(2.0, gt=0)
 
         @field_validator("alphas")
         @classmethod
@@ -281,6 +293,33 @@ class FitRidge(Stage):
             if not v or any(a <= 0 for a in v):
                 raise ValueError("alphas must be a non-empty list of values > 0")
             return v
+
+        @model_validator(mode="after")
+        def _cv_groups_need_kfold(self):
+            if self.cv_groups is not None and not isinstance(self.cv, int):
+                raise ValueError("cv_groups needs an integer cv (the number of group folds)")
+            if isinstance(self.cv, int) and self.cv < 2:
+                raise ValueError("an integer cv must be >= 2 folds")
+            return self
+
+    def _estimator(self, device):
+        from sklearn.model_selection import GroupKFold
+
+        c = self.config
+        cv = GroupKFold(c.cv) if c.cv_groups else c.cv
+        backend_device = device if c.backend == "torch" else "cpu"
+        return RidgeCV(
+            alphas=c.alphas,
+            cv=cv,
+            standardize_X=c.standardize_X,
+            standardize_Y=c.standardize_Y,
+            rescale_predictions=c.rescale_predictions,
+            backend=c.backend,
+            device=backend_device,
+            dtype=c.dtype,
+            n_targets_batch=c.n_targets_batch,
+            memory_limit=c.memory_limit,
+        )
 
     def run(self, ctx):
         trials = load_trials(ctx.input("trials"))
@@ -297,44 +336,92 @@ class FitRidge(Stage):
                 "(average_test_repeats: true in the data stage)."
             )
         targets = [t for target in self.config.targets for t in _parse_target(target, features)]
-        fields = {f"{n}.{f}": (tuple(features[n]["fields"][f]), "float32") for n, f in targets}
+        groups = trials.session[train] if self.config.cv_groups == "session" else None
         models_dir = ctx.output("models", "models")
         models_dir.mkdir(exist_ok=True)
+        out_path = ctx.output("predictions", "predictions.h5")
+        if self.config.direction == "decode":
+            self._decode(
+                ctx, trials, features, targets, train, test_ids, groups, models_dir, out_path
+            )
+        else:
+            self._encode(ctx, trials, features, targets, train, test, groups, models_dir, out_path)
+
+    def _decode(
+        self, ctx, trials, features, targets, train, test_ids, groups, models_dir, out_path
+    ):
+        fields = {f"{n}.{f}": (tuple(features[n]["fields"][f]), "float32") for n, f in targets}
         scores = {}
         with FeatureStore.open_writer(
-            ctx.output("predictions", "predictions.h5"),
-            test_ids,
-            fields,
-            attrs={"kind": "predictions"},
-        ) as writer:
+            out_path, test_ids, fields, attrs={"kind": "predictions", "direction": "decode"}
+        ) as w:
             arrays = {}
             for name, field in targets:
                 store = FeatureStore(features[name]["path"])
                 y_train = store.read(field, trials.stimulus_ids[train]).reshape(train.sum(), -1)
-                y_test = store.read(field, test_ids).reshape(test.sum(), -1)
-                model = RidgeDecoder(
-                    alphas=self.config.alphas,
-                    standardize_X=self.config.standardize_X,
-                    rescale_predictions=self.config.rescale_predictions,
-                )
-                model.fit(trials.X[train], y_train)
-                pred = model.predict(trials.X[test]).astype(np.float32)
-                model.save_pretrained(models_dir / f"{name}.{field}")
+                y_test = store.read(field, test_ids).reshape(len(test_ids), -1)
+                model = self._estimator(ctx.device).fit(trials.X[train], y_train, groups=groups)
+                pred = model.predict(trials.X[trials.split == "test"]).astype(np.float32)
                 key = f"{name}.{field}"
+                model.save_pretrained(models_dir / key)
                 arrays[key] = pred.reshape((len(pred), *fields[key][0]))
                 r = [np.corrcoef(a, b)[0, 1] for a, b in zip(pred, y_test, strict=True)]
                 scores[key] = {
                     "mean_test_r_per_stimulus": float(np.nanmean(r)),
-                    "median_alpha": float(np.median(model.alphas_)),
+                    "median_alpha": float(np.median(model.best_alphas_)),
+                    "form": model.form_,
                 }
                 logger.info(
-                    "%s: %s decoded, mean r(pred, true) per test stimulus = %.3f",
+                    "%s: %s decoded (%s form), mean r(pred, true) per test stimulus = %.3f",
                     self.name,
                     key,
+                    model.form_,
                     scores[key]["mean_test_r_per_stimulus"],
                 )
-            writer.append(test_ids, arrays)
+            w.append(test_ids, arrays)
         ctx.extra["decoding"] = scores
+
+    def _encode(self, ctx, trials, features, targets, train, test, groups, models_dir, out_path):
+        from ..models.encoding import compute_pearson_r, compute_r2
+
+        def design(ids):
+            blocks = [
+                FeatureStore(features[n]["path"]).read(f, ids).reshape(len(ids), -1)
+                for n, f in targets
+            ]
+            return np.concatenate(blocks, axis=1)
+
+        test_ids = trials.stimulus_ids[test]
+        model = self._estimator(ctx.device).fit(
+            design(trials.stimulus_ids[train]), trials.X[train], groups=groups
+        )
+        pred = model.predict(design(test_ids)).astype(np.float32)
+        model.save_pretrained(models_dir / "encoder")
+        r = compute_pearson_r(trials.X[test], pred)
+        r2 = compute_r2(trials.X[test], pred)
+        np.savez(ctx.output("encoding_scores", "encoding_scores.npz"), pearson_r=r, r2=r2)
+        with FeatureStore.open_writer(
+            out_path,
+            test_ids,
+            {"voxels": ((pred.shape[1],), "float32")},
+            attrs={
+                "kind": "predictions",
+                "direction": "encode",
+                "features": [f"{n}.{f}" for n, f in targets],
+            },
+        ) as w:
+            w.append(test_ids, {"voxels": pred})
+        ctx.extra["encoding"] = {
+            "median_r": float(np.nanmedian(r)),
+            "mean_r": float(np.nanmean(r)),
+            "median_r2": float(np.nanmedian(r2)),
+            "median_alpha": float(np.median(model.best_alphas_)),
+        }
+        logger.info(
+            "%s: encoding model, median voxel r = %.3f",
+            self.name,
+            ctx.extra["encoding"]["median_r"],
+        )
 
 
 # ------------------------------------------------------------------- reconstruction
