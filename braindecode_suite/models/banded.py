@@ -135,7 +135,8 @@ class BandedRidgeCV(RegressorMixin, BaseEstimator):
     Attributes
     ----------
     deltas_ : ndarray of shape (n_groups, n_targets)
-        Log kernel weights chosen per group and target (himalaya's ``deltas_``).
+        Log kernel weights chosen per group and target (himalaya's ``deltas_``;
+        shape (n_groups,) when fitted on a 1-D ``Y``).
     group_alphas_ : ndarray of shape (n_targets, n_groups)
         Equivalent per-group ridge strengths of the primal problem, ``exp(-deltas_).T``:
         larger means the group is regularised more (contributes less).
