@@ -148,7 +148,12 @@ class RidgeCV(RegressorMixin, BaseEstimator):
         if isinstance(self.cv, str):
             return None
         cv = KFold(int(self.cv)) if isinstance(self.cv, int | np.integer) else check_cv(self.cv)
-        return list(cv.split(X, groups=groups))
+        try:
+            return list(cv.split(X, groups=groups))
+        except ValueError as err:  # too many folds for the samples or groups, groups missing
+            raise BadInputError(
+                f"cv={self.cv!r} cannot split these {len(X)} samples: {err}"
+            ) from None
 
     # ------------------------------------------------------------------ core
     def _prepare(self, X, n_targets, groups):

@@ -106,6 +106,12 @@ def test_kfold_choice_matches_brute_force(shape):
     np.testing.assert_allclose(ours.predict(Xt), ref, rtol=1e-8, atol=1e-8)
 
 
+def test_impossible_cv_is_bad_input():
+    X, Y, _ = _problem(30, 10)
+    with pytest.raises(BadInputError, match="cannot split these 30 samples.*number of groups"):
+        RidgeCV(cv=GroupKFold(5)).fit(X, Y, groups=np.repeat(np.arange(3), 10))
+
+
 def test_group_kfold_uses_groups():
     X, Y, _ = _problem(60, 20)
     groups = np.repeat(np.arange(6), 10)  # e.g. sessions

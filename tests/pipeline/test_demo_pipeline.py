@@ -53,3 +53,32 @@ def test_demo_end_to_end_and_cached_rerun(tmp_path):
 
     again = run_pipeline(_small_demo(), out_dir=tmp_path, device="cpu")
     assert again.executed == []
+
+
+def test_encoding_direction_on_demo_data(tmp_path):
+    """Features -> voxels with the same ridge stage; voxelwise scores are written."""
+    import numpy as np
+
+    raw = yaml.safe_load(DEMO.read_text())
+    raw["stages"]["simulate"].update(
+        n_train=80, n_test=20, image_size=64, n_voxels_prf=300, n_voxels_category=100
+    )
+    raw["stages"]["features"]["extractors"] = {
+        "gabor": {"kind": "gabor", "params": {"size": 48, "grid": 4}}
+    }
+    raw["stages"] = {k: raw["stages"][k] for k in ("simulate", "fmri", "features")}
+    raw["stages"]["encode"] = {
+        "kind": "ridge",
+        "direction": "encode",
+        "targets": ["gabor"],
+        "cv": 4,
+        "cv_groups": "session",
+    }
+    res = run_pipeline(validate_pipeline(raw, "enc.yaml"), out_dir=tmp_path, device="cpu")
+    assert res.executed[-1] == "encode"
+    stage = tmp_path / "demo" / "encode"
+    scores = np.load(stage / "encoding_scores.npz")
+    assert scores["pearson_r"].shape == (400,)  # every nsdgeneral voxel
+    m = json.loads((stage / "manifest.json").read_text())
+    # simulated pRF voxels are driven by contrast energy: Gabor features predict them
+    assert m["extra"]["encoding"]["median_r"] > 0.2
