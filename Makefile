@@ -33,6 +33,7 @@ test: lint
 bench: install
 	$(BIN)/python benchmarks/feature_store.py
 	$(BIN)/python benchmarks/demo_runtime.py
+	$(BIN)/python benchmarks/ridge.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
