@@ -346,6 +346,16 @@ EXTRACTORS: dict[str, type[Extractor]] = {
     cls.kind: cls for cls in (PixelExtractor, GaborEnergyExtractor, EfficientNetLite0Extractor)
 }
 
+# The model-backed extractors live in their own modules, which import this one; they are
+# imported here, at the bottom, once everything they need is defined (no import cycle at
+# load time; open_clip and diffusers themselves are imported lazily, on first use).
+from .clip import OpenCLIPImageExtractor, OpenCLIPTextExtractor  # noqa: E402
+from .vae import VAELatentExtractor  # noqa: E402
+
+EXTRACTORS.update(
+    {cls.kind: cls for cls in (OpenCLIPImageExtractor, OpenCLIPTextExtractor, VAELatentExtractor)}
+)
+
 
 def make_extractor(kind: str, **params) -> Extractor:
     """Build an extractor by registry name, e.g. ``make_extractor('pixels', size=32)``."""
