@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils.batching import batched_inference
 from ..utils.validation import BadInputError, BadTypeError, check_option
 from .extractors import Extractor, _sha256
 
@@ -388,17 +387,4 @@ class OpenCLIPTextExtractor(_OpenCLIPBase):
             ``embeds`` (n_texts, embed_dim) and, with ``tokens=True``,
             ``tokens`` (n_texts, context_length, width).
         """
-        ids = self.prepare(texts)
-        parts: dict[str, list] = {}
-        for _, out in batched_inference(
-            self._forward,
-            ids,
-            batch_size=self.batch_size,
-            device=self.device,
-            dtype=self.dtype,
-            desc=self.kind,
-            progress=progress,
-        ):
-            for k, v in out.items():
-                parts.setdefault(k, []).append(v)
-        return {k: np.concatenate(v).astype(np.float32, copy=False) for k, v in parts.items()}
+        return super().transform(texts, progress=progress)  # prepare() tokenises
