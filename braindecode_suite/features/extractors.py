@@ -236,6 +236,7 @@ class GaborEnergyExtractor(Extractor):
         return gabor_bank(self.kernel_sizes, self.n_orientations)
 
     def _forward(self, x):
+        import torch
         import torch.nn.functional as F
 
         grey = _resize_nchw(x, self.size)
@@ -248,13 +249,7 @@ class GaborEnergyExtractor(Extractor):
             resp = resp.view(n, self.n_orientations, 2, self.size, self.size)
             energy = (resp**2).sum(2).sqrt()
             out.append(F.adaptive_avg_pool2d(energy, self.grid))
-        return {"energy": torch_stack(out, dim=1)}
-
-
-def torch_stack(tensors, dim):
-    import torch
-
-    return torch.stack(tensors, dim=dim)
+        return {"energy": torch.stack(out, dim=1)}
 
 
 def _sha256(path: Path) -> str:

@@ -42,7 +42,6 @@ __all__ = [
     "gcv_errors",
     "kfold_errors",
     "coefficients",
-    "choose_alphas",
 ]
 
 
@@ -230,12 +229,6 @@ def kfold_errors(B, X, Y, alphas, splits, *, intercept: bool, form: str = "auto"
             R = Yva - A @ (scale[:, a : a + 1] * C)
             total[a] += (R * R).sum(0)
     return total
-
-
-def choose_alphas(errors, alphas, B):
-    """Per-target best alpha (first one on ties) and its index, from (n_alphas, n_targets)."""
-    best = errors.argmin(0)
-    return alphas[best], best
 
 
 def coefficients(B, dec: Decomposition, X, C, target_alphas) -> Any:

@@ -171,7 +171,8 @@ class RidgeCV(RegressorMixin, BaseEstimator):
             sd = ((Xc * Xc).mean(0)) ** 0.5
             x_scale = sd + (sd == 0) * 1.0  # constant features stay unscaled
             Xc = Xc / x_scale[None, :]
-            Xs_raw = Xb / x_scale[None, :]
+            # uncentred scaled X, needed only by K-fold (each fold centres itself)
+            Xs_raw = Xb / x_scale[None, :] if splits is not None else None
         else:
             x_scale = B.full((p,), 1.0)
             Xs_raw = Xb
