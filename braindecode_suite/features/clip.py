@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils.tiny import register_tiny_open_clip
 from ..utils.validation import BadInputError, BadTypeError, check_option
 from .extractors import Extractor, _sha256
 
@@ -60,6 +61,9 @@ class _OpenCLIPBase(Extractor):
 
     def __init__(self, model_name: str = "ViT-L-14", pretrained: str | None = "openai", **kw):
         super().__init__(**kw)
+        if model_name == "tiny":
+            # a tiny random ViT for offline demos and tests (utils/tiny.py)
+            model_name, pretrained = register_tiny_open_clip(), None
         self.model_name = model_name
         self.pretrained = pretrained
 
@@ -151,7 +155,9 @@ class OpenCLIPImageExtractor(_OpenCLIPBase):
     Parameters
     ----------
     model_name : str
-        An open_clip model name (``open_clip.list_models()``), e.g. ``'ViT-L-14'``.
+        An open_clip model name (``open_clip.list_models()``), e.g. ``'ViT-L-14'``,
+        or ``'tiny'``: a tiny random ViT (:mod:`braindecode_suite.utils.tiny`) for
+        offline demos and tests (``pretrained`` is then ignored).
     pretrained : str | None
         An open_clip pretrained tag (``'openai'``, ``'laion2b_s39b_b160k'``), a local
         checkpoint file, or None for random weights (explicit only, for tests).

@@ -12,6 +12,7 @@ import hashlib
 from functools import cached_property
 from pathlib import Path
 
+from ..utils.tiny import is_tiny, parse_tiny, tiny_sd_img2img_folder
 from ..utils.validation import BadInputError, check_positive_int
 from .extractors import Extractor, _resize_nchw, _sha256
 
@@ -35,7 +36,9 @@ class VAELatentExtractor(Extractor):
     ----------
     model : str
         A Hugging Face model id (``'stabilityai/sd-vae-ft-mse'``; downloaded once into
-        the Hugging Face cache) or a local folder written by ``save_pretrained``.
+        the Hugging Face cache), a local folder written by ``save_pretrained``, or
+        ``'tiny'`` / ``'tiny:<seed>'``: the random VAE of the tiny Stable Diffusion
+        pipeline of :mod:`braindecode_suite.utils.tiny` (offline demos and tests).
     subfolder : str | None
         Subfolder holding the VAE, e.g. ``'vae'`` inside a full Stable Diffusion repo.
     size : int
@@ -78,6 +81,10 @@ class VAELatentExtractor(Extractor):
     # -- where the weights are ----------------------------------------------------------------
     @cached_property
     def _local_dir(self) -> Path | None:
+        if is_tiny(self.model):
+            # the VAE of the tiny random Stable Diffusion pipeline (utils/tiny.py), so
+            # latents extracted here decode with that pipeline
+            return tiny_sd_img2img_folder(parse_tiny(self.model)) / "vae"
         path = Path(str(self.model)).expanduser()
         if path.is_dir():
             return path / self.subfolder if self.subfolder else path

@@ -203,3 +203,12 @@ def test_registry_and_extract_features_cache(tmp_path):
 
     store = FeatureStore(path)
     np.testing.assert_allclose(store.read("hidden"), ext.transform(imgs)["hidden"], atol=1e-5)
+
+
+def test_tiny_name_uses_the_shipped_tiny_config():
+    from braindecode_suite.utils.tiny import TINY_OPEN_CLIP, TINY_OPEN_CLIP_CONFIG
+
+    ext = OpenCLIPImageExtractor("tiny", pretrained="openai", tokens="hidden", device="cpu")
+    assert (ext.model_name, ext.pretrained) == (TINY_OPEN_CLIP, None)
+    width = TINY_OPEN_CLIP_CONFIG["vision_cfg"]["width"]
+    assert ext.transform(_images(2))["hidden"].shape == (2, 16, width)

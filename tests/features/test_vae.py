@@ -101,3 +101,18 @@ def test_missing_model_offline_is_a_clear_error(monkeypatch):
         ext.transform(_images(1))
     with pytest.raises(BadInputError, match="huggingface-cli download stabilityai/sd-vae-ft-mse"):
         ext.fields()
+
+
+def test_tiny_vae_is_the_tiny_pipeline_vae():
+    """model='tiny' loads the VAE folder of the tiny SD pipeline (latents decode with it)."""
+    from braindecode_suite.utils.tiny import tiny_sd_img2img_folder
+
+    ext = VAELatentExtractor("tiny", size=64, device="cpu")
+    imgs = (np.random.default_rng(0).random((2, 64, 64, 3)) * 255).astype(np.uint8)
+    lat = ext.transform(imgs)["latents"]
+    assert lat.shape == (2, 4, 8, 8)
+    ref = diffusers.AutoencoderKL.from_pretrained(tiny_sd_img2img_folder(0) / "vae")
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        want = ref.encode(x).latent_dist.mean * ref.config.scaling_factor
+    np.testing.assert_allclose(lat, want.numpy(), atol=1e-4)

@@ -146,3 +146,48 @@ def test_load_missing_pipeline_offline(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(BadInputError, match="runwayml/stable-diffusion-v1-5"):
         load_img2img_pipeline("runwayml/stable-diffusion-v1-5", device="cpu")
+
+
+def test_init_images_equal_decoded_latents_route(tiny_pipe):
+    """init_images = the VAE decode of init_latents gives the same reconstruction."""
+    z, c = _inputs(2, seed=5)
+    kw = dict(pipeline=tiny_pipe, num_inference_steps=2, seed=1)
+    from_latents = _img2img_float(z, c, **kw)
+    with torch.no_grad():
+        dec = tiny_pipe.vae.decode(torch.from_numpy(z) / tiny_pipe.vae.config.scaling_factor)
+    imgs = (dec.sample / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    from_images = _img2img_float(None, c, init_images=imgs, **kw)
+    np.testing.assert_allclose(from_images, from_latents, atol=1e-4)
+    u8 = reconstruct_img2img(None, c, init_images=(imgs * 255).astype(np.uint8), **kw)
+    assert u8.shape == (2, 64, 64, 3)
+
+
+def test_init_source_errors(tiny_pipe):
+    z, c = _inputs(2)
+    imgs = np.zeros((2, 64, 64, 3), np.uint8)
+    with pytest.raises(BadInputError, match="exactly one of init_latents.*both"):
+        reconstruct_img2img(z, c, init_images=imgs, pipeline=tiny_pipe)
+    with pytest.raises(BadInputError, match="exactly one of init_latents.*neither"):
+        reconstruct_img2img(None, c, pipeline=tiny_pipe)
+    with pytest.raises(BadInputError, match=r"init_images must have shape.*\(2, 64, 64\)"):
+        reconstruct_img2img(None, c, init_images=imgs[..., 0], pipeline=tiny_pipe)
+
+
+def test_tiny_pipeline_by_name_with_image_token_width():
+    """'tiny' builds, saves and reloads through from_pretrained; the UNet width is configurable."""
+    pipe = load_img2img_pipeline("tiny", device="cpu", cross_attention_dim=24)
+    assert pipe.unet.config.cross_attention_dim == 24
+    again = load_img2img_pipeline("tiny", device="cpu", cross_attention_dim=24)
+    for a, b in zip(pipe.unet.parameters(), again.unet.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    tokens = np.random.default_rng(0).standard_normal((1, 5, 24)).astype(np.float32)
+    out = reconstruct_img2img(
+        None,
+        tokens,
+        init_images=np.full((1, 64, 64, 3), 128, np.uint8),
+        pipeline=pipe,
+        num_inference_steps=2,
+    )
+    assert out.shape == (1, 64, 64, 3)
+    with pytest.raises(BadInputError, match="tiny:<seed>"):
+        load_img2img_pipeline("tiny:x", device="cpu")
