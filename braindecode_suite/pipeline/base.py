@@ -44,6 +44,12 @@ class Stage:
         Artifact keys this stage produces.
     publish : tuple of str
         Keys whose files are also copied to the top of the run directory.
+    gathers : tuple of str
+        Keys taken from *every* earlier stage that writes them (e.g. the report
+        gathers all reconstruction routes); they arrive as ``"<key>@<stage>"``.
+
+    A pipeline can pick the provider of a read key with the stage's ``inputs:``
+    mapping (kept in ``input_overrides``).
     """
 
     kind: ClassVar[str] = ""
@@ -52,10 +58,12 @@ class Stage:
     optional_reads: ClassVar[tuple[str, ...]] = ()
     writes: ClassVar[tuple[str, ...]] = ()
     publish: ClassVar[tuple[str, ...]] = ()
+    gathers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str, config: StageConfig):
         self.name = name
         self.config = config
+        self.input_overrides: dict[str, str] = {}
 
     def preflight(self) -> list[str]:
         """Problems found before anything runs (e.g. a configured path that is missing).

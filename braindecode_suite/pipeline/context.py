@@ -66,6 +66,11 @@ class StageContext:
     def has_input(self, key: str) -> bool:
         return key in self.inputs
 
+    def gathered(self, key: str) -> dict[str, Path]:
+        """Stage name -> path of ``key`` for every earlier writer (``Stage.gathers``)."""
+        prefix = f"{key}@"
+        return {k[len(prefix) :]: p for k, p in self.inputs.items() if k.startswith(prefix)}
+
     def output(self, key: str, filename: str) -> Path:
         """Declare the artifact ``key`` and return the path to write it to."""
         rel = Path(filename)

@@ -61,10 +61,28 @@ def plan_dependencies(stages: list[Stage]) -> dict[str, dict[str, str]]:
         When a stage reads a key no earlier stage writes.
     """
     providers: dict[str, str] = {}
+    writers_so_far: dict[str, list[str]] = {}
+    names = [s.name for s in stages]
     plan: dict[str, dict[str, str]] = {}
     for stage in stages:
         deps = {}
+        for key, provider in stage.input_overrides.items():
+            if provider not in writers_so_far.get(key, []):
+                if provider not in names:
+                    why = f"there is no stage {provider!r}"
+                elif names.index(provider) >= names.index(stage.name):
+                    why = f"{provider!r} does not come before {stage.name!r}"
+                else:
+                    why = f"{provider!r} does not write {key!r}"
+                earlier = writers_so_far.get(key, [])
+                raise BadInputError(
+                    f"stages.{stage.name}.inputs.{key}: {why}; earlier stages writing "
+                    f"{key!r}: {earlier or 'none'}."
+                )
+            deps[key] = provider
         for key in stage.reads:
+            if key in deps:
+                continue
             if key not in providers:
                 writers = sorted({s.name for s in stages if key in s.writes})
                 where = (
@@ -78,11 +96,15 @@ def plan_dependencies(stages: list[Stage]) -> dict[str, dict[str, str]]:
                 )
             deps[key] = providers[key]
         for key in stage.optional_reads:
-            if key in providers:
+            if key in providers and key not in deps:
                 deps[key] = providers[key]
+        for key in stage.gathers:
+            for provider in writers_so_far.get(key, []):
+                deps[f"{key}@{provider}"] = provider
         plan[stage.name] = deps
         for key in stage.writes:
             providers[key] = stage.name
+            writers_so_far.setdefault(key, []).append(stage.name)
     return plan
 
 
@@ -227,11 +249,12 @@ def run_pipeline(
                 pm = read_manifest(run_dir / provider)
                 if pm is None:
                     raise RuntimeError(f"stage {provider!r} has no manifest")  # pragma: no cover
-                inputs[key] = run_dir / provider / pm["outputs"][key]["path"]
+                out_key = key.partition("@")[0]
+                inputs[key] = run_dir / provider / pm["outputs"][out_key]["path"]
                 input_fps[key] = {
                     "stage": provider,
                     "stage_fingerprint": fingerprints[provider],
-                    "fingerprint": pm["outputs"][key]["fingerprint"],
+                    "fingerprint": pm["outputs"][out_key]["fingerprint"],
                 }
             ctx = StageContext(
                 stage_name=stage.name,

@@ -13,6 +13,10 @@ A pipeline file looks like::
         kind: load_nsd    # registry name of the stage
         subject: 1        # the stage's own settings
       ...
+      evaluate_takagi:
+        kind: evaluate_images
+        inputs: {reconstructions: recon_takagi}   # take this artifact from that stage
+                          # (default: the last earlier stage that writes it)
 
 The whole file is checked before anything runs: an unknown key, a wrong type or
 an unknown stage kind is reported with the file, the key path and what was expected.
@@ -106,6 +110,15 @@ def validate_pipeline(raw: Any, source: str = "<pipeline>") -> tuple[PipelineCon
     for name, spec in config.stages.items():
         spec = dict(spec)
         kind = spec.pop("kind", None)
+        overrides = spec.pop("inputs", None) or {}
+        if not isinstance(overrides, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in overrides.items()
+        ):
+            problems.append(
+                f"{source}: stages.{name}.inputs: must map artifact keys to earlier stage "
+                f"names, e.g. {{reconstructions: recon_takagi}} (got {overrides!r})"
+            )
+            continue
         if kind is None:
             problems.append(f"{source}: stages.{name}.kind: missing (say which stage to run)")
             continue
@@ -119,7 +132,16 @@ def validate_pipeline(raw: Any, source: str = "<pipeline>") -> tuple[PipelineCon
         except ValidationError as err:
             problems.append(format_validation_error(err, source, ("stages", name)))
             continue
-        stages.append(cls(name, stage_config))
+        unknown = sorted(set(overrides) - set(cls.reads) - set(cls.optional_reads))
+        if unknown:
+            problems.append(
+                f"{source}: stages.{name}.inputs: kind {kind!r} does not read {unknown}; "
+                f"it reads {sorted(set(cls.reads) | set(cls.optional_reads))}"
+            )
+            continue
+        stage = cls(name, stage_config)
+        stage.input_overrides = dict(overrides)
+        stages.append(stage)
     if problems:
         raise BadInputError("\n".join(problems))
     return config, stages

@@ -165,3 +165,62 @@ def test_missing_paths_in_the_yaml_are_reported_before_running(tmp_path, toy_log
     assert "nsd.yaml: data_dir: '" in msg and "gone' does not exist" in msg
     assert "nsd.yaml: stages.fmri.data_dir: '" in msg and "holds nsddata/" in msg
     assert not (tmp_path / "nsd").exists()  # nothing ran, no run directory made
+
+
+def _two_routes(sum2_inputs=None, **extra):
+    stages = {
+        "make_a": {"kind": "toy_make", "n": 3},
+        "make_b": {"kind": "toy_make", "n": 5},
+        "sum_b": {"kind": "toy_sum"},
+        "sum_a": {"kind": "toy_sum", "inputs": {"numbers": "make_a"}},
+        "gather": {"kind": "toy_gather"},
+    }
+    if sum2_inputs is not None:
+        stages["sum_a"]["inputs"] = sum2_inputs
+    stages.update(extra)
+    return validate_pipeline({"name": "routes", "stages": stages}, "routes.yaml")
+
+
+def test_inputs_override_and_gather(tmp_path, toy_log):
+    run_pipeline(_two_routes(), out_dir=tmp_path)
+    run_dir = tmp_path / "routes"
+    # sum_b takes the last writer (make_b: 0..4), sum_a the one it names (make_a: 0..2)
+    assert json.loads((run_dir / "sum_b" / "total.json").read_text())["total"] == 10.0
+    assert json.loads((run_dir / "sum_a" / "total.json").read_text())["total"] == 3.0
+    assert json.loads((run_dir / "gather" / "all.json").read_text()) == {
+        "sum_b": 10.0,
+        "sum_a": 3.0,
+    }
+    # changing one gathered route reruns the gatherer
+    raw = {
+        "name": "routes",
+        "stages": {
+            "make_a": {"kind": "toy_make", "n": 4},
+            "make_b": {"kind": "toy_make", "n": 5},
+            "sum_b": {"kind": "toy_sum"},
+            "sum_a": {"kind": "toy_sum", "inputs": {"numbers": "make_a"}},
+            "gather": {"kind": "toy_gather"},
+        },
+    }
+    res = run_pipeline(validate_pipeline(raw, "routes.yaml"), out_dir=tmp_path)
+    assert res.executed == ["make_a", "sum_a", "gather"]
+
+
+@pytest.mark.parametrize(
+    "inputs, match",
+    [
+        ({"numbers": "nope"}, "inputs.numbers: there is no stage 'nope'"),
+        ({"numbers": "gather"}, "'gather' does not come before 'sum_a'"),
+        ({"numbers": "sum_b"}, "'sum_b' does not write 'numbers'.*\\['make_a', 'make_b'\\]"),
+    ],
+)
+def test_bad_inputs_override(tmp_path, toy_log, inputs, match):
+    with pytest.raises(BadInputError, match=match):
+        run_pipeline(_two_routes(inputs), out_dir=tmp_path)
+
+
+def test_inputs_override_of_a_key_the_stage_does_not_read():
+    with pytest.raises(BadInputError, match=r"sum_a.inputs: kind 'toy_sum' does not read \['x'\]"):
+        _two_routes({"x": "make_a"})
+    with pytest.raises(BadInputError, match="sum_a.inputs: must map artifact keys"):
+        _two_routes({"numbers": 3})

@@ -60,3 +60,23 @@ if "toy_make" not in STAGES:
             _count(ctx, self.name)
             total = float(np.load(ctx.input("numbers")).sum()) * self.config.scale
             ctx.output("total", "total.json").write_text(json.dumps({"total": total}))
+
+
+if "toy_gather" not in STAGES:
+
+    @register_stage
+    class ToyGather(Stage):
+        kind = "toy_gather"
+        gathers = ("total",)
+        writes = ("all_totals",)
+
+        class Config(StageConfig):
+            pass
+
+        def run(self, ctx):
+            _count(ctx, self.name)
+            totals = {
+                name: json.loads(Path(p).read_text())["total"]
+                for name, p in ctx.gathered("total").items()
+            }
+            ctx.output("all_totals", "all.json").write_text(json.dumps(totals))
