@@ -23,6 +23,7 @@ key then says ``random-init``).
 
 from __future__ import annotations
 
+import itertools
 import os
 from functools import cached_property
 from pathlib import Path
@@ -378,12 +379,15 @@ class OpenCLIPTextExtractor(_OpenCLIPBase):
         return {"embeds": embeds, "tokens": captured["tokens"]}
 
     def transform(self, texts, *, progress: bool = False) -> dict[str, np.ndarray]:
-        """Features of a list of captions.
+        """Features of a list of captions, or of caption sets.
 
         Parameters
         ----------
-        texts : list of str
-            The captions; longer ones are truncated to the context length.
+        texts : list of str, or list of lists of str
+            The captions; longer ones are truncated to the context length. When an
+            item is itself a list (e.g. the 5 COCO captions of an NSD image), its
+            features are the mean over its captions, as Brain-Diffuser averages the
+            CLIP-text features of an image's captions.
         progress : bool
             Show a progress bar over batches.
 
@@ -393,4 +397,18 @@ class OpenCLIPTextExtractor(_OpenCLIPBase):
             ``embeds`` (n_texts, embed_dim) and, with ``tokens=True``,
             ``tokens`` (n_texts, context_length, width).
         """
+        if isinstance(texts, (list, tuple)) and texts and isinstance(texts[0], (list, tuple)):
+            sizes = [len(t) for t in texts]
+            if min(sizes) == 0:
+                raise BadInputError(
+                    f"texts: caption set {sizes.index(0)} is empty; every stimulus needs at "
+                    "least one caption."
+                )
+            flat = [c for t in texts for c in t]
+            out = super().transform(flat, progress=progress)
+            bounds = np.cumsum([0, *sizes])
+            return {
+                k: np.stack([v[a:b].mean(axis=0) for a, b in itertools.pairwise(bounds)])
+                for k, v in out.items()
+            }
         return super().transform(texts, progress=progress)  # prepare() tokenises

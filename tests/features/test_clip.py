@@ -212,3 +212,14 @@ def test_tiny_name_uses_the_shipped_tiny_config():
     assert (ext.model_name, ext.pretrained) == (TINY_OPEN_CLIP, None)
     width = TINY_OPEN_CLIP_CONFIG["vision_cfg"]["width"]
     assert ext.transform(_images(2))["hidden"].shape == (2, 16, width)
+
+
+def test_caption_sets_are_averaged():
+    ext = OpenCLIPTextExtractor(TINY, pretrained=None, tokens=True, device="cpu")
+    caps = ["a cat on a sofa", "a grey cat", "a rocket", "a launch pad", "smoke"]
+    single = ext.transform(caps)
+    sets = ext.transform([caps[:2], caps[2:]])
+    np.testing.assert_allclose(sets["embeds"][0], single["embeds"][:2].mean(0), rtol=1e-5)
+    np.testing.assert_allclose(sets["tokens"][1], single["tokens"][2:].mean(0), rtol=1e-5)
+    with pytest.raises(BadInputError, match="caption set 1 is empty"):
+        ext.transform([caps[:2], []])
