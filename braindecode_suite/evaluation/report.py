@@ -244,14 +244,18 @@ def _figures(images: Mapping[str, str | os.PathLike]) -> str:
     for caption, png in images.items():
         png = check_path(f"images[{caption!r}]", png, kind="file")
         data = png.read_bytes()
-        if not data.startswith(_PNG_SIGNATURE):
+        if data.startswith(_PNG_SIGNATURE):
+            mime = "image/png"
+        elif data[:6] in (b"GIF87a", b"GIF89a"):
+            mime = "image/gif"  # turntables of 3D reconstructions
+        else:
             raise BadInputError(
-                f"images[{caption!r}]: {str(png)!r} is not a PNG file; save figures as PNG "
-                f"(e.g. with save_grid)."
+                f"images[{caption!r}]: {str(png)!r} is not a PNG or GIF file; save figures "
+                "as PNG (e.g. with save_grid)."
             )
         b64 = base64.b64encode(data).decode("ascii")
         parts.append(
-            f'<figure><img src="data:image/png;base64,{b64}" alt="{html.escape(str(caption))}">'
+            f'<figure><img src="data:{mime};base64,{b64}" alt="{html.escape(str(caption))}">'
             f"<figcaption>{html.escape(str(caption))}</figcaption></figure>"
         )
     return "\n".join(parts)

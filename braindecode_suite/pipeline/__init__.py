@@ -3,7 +3,8 @@
 Importing this package registers the built-in stages.
 """
 
-from . import stages as _stages  # noqa: F401  (registers the stage kinds)
+from . import recon_stages as _recon_stages  # noqa: F401  (registers the stage kinds)
+from . import stages as _stages  # noqa: F401
 from .base import STAGES, Stage, StageConfig, get_stage, register_stage
 from .runner import RunResult, plan_dependencies, run_pipeline
 from .schema import PipelineConfig, load_pipeline, validate_pipeline

@@ -51,6 +51,16 @@ def provenance_statements(manifests: list[dict], declared: list[str]) -> list[st
                 if m["config"]["method"] == "lowlevel"
                 else f"Reconstructions: method '{m['config']['method']}'."
             )
+        if m["kind"] in ("reconstruct_img2img", "reconstruct_unclip", "caption", "reconstruct_3d"):
+            model = m["config"].get("pipeline") or m["config"].get("model", "")
+            weights = (
+                "RANDOM tiny weights built in code (real weights cannot be downloaded "
+                "offline), so its outputs show that the code path runs, not what the "
+                "method can do"
+                if str(model).startswith("tiny")
+                else f"pretrained weights {model!r}"
+            )
+            out.append(f"Route '{m['stage']}' ({m['kind']}): {weights}.")
         if m["kind"] == "evaluate_images":
             for name, spec in m["config"].get("networks", {}).items():
                 desc = _WEIGHTS.get(spec["kind"], spec["kind"])
@@ -60,6 +70,65 @@ def provenance_statements(manifests: list[dict], declared: list[str]) -> list[st
 
 def _metric_rows(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not k.startswith("_")}
+
+
+def _route_sections(
+    run_dir: Path, manifests: list[dict], stimuli: dict, n_grid: int, out_dir, main: str | None
+):
+    """Grids, metrics, captions and turntables of every route except the main one.
+
+    Returns ``(metrics, images, extra_html)`` to merge into the report.
+    """
+    import html
+
+    from ..datasets import read_nsd_captions
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    evaluated = {
+        m["inputs"]["reconstructions"]["stage"]: m
+        for m in manifests
+        if m["kind"] == "evaluate_images" and "reconstructions" in m.get("inputs", {})
+    }
+    metrics, images, extra = {}, {}, []
+    for m in manifests:
+        outputs = m["outputs"]
+        stage_dir = run_dir / m["stage"]
+        if "reconstructions" in outputs and m["stage"] != main and m["kind"] != "report":
+            store = FeatureStore(stage_dir / outputs["reconstructions"]["path"])
+            ids = store.stimulus_ids[:n_grid]
+            grid = out_dir / f"grid_{m['stage']}.png"
+            save_grid(grid, read_nsd_stimuli(stimuli["path"], ids), store.read("image", ids))
+            note = store.attrs.get("weights", "")
+            images[f"Route '{m['stage']}' ({m['kind']}{'; ' + note if note else ''}): "
+                   "test stimuli (top), reconstructions (bottom)"] = grid  # fmt: skip
+            ev = evaluated.get(m["stage"])
+            if ev is not None:
+                mp = run_dir / ev["stage"] / ev["outputs"]["metrics"]["path"]
+                metrics[m["stage"]] = _metric_rows(json.loads(mp.read_text()))
+        if "captions" in outputs:
+            decoded = json.loads((stage_dir / outputs["captions"]["path"]).read_text())
+            rows = list(decoded["captions"].items())[:n_grid]
+            truth = (
+                read_nsd_captions(stimuli["nsd_root"], [int(k) for k, _ in rows])
+                if stimuli.get("nsd_root")
+                else [[""] for _ in rows]
+            )
+            body = "\n".join(
+                f"<tr><td>{html.escape(k)}</td><td>{html.escape(t[0])}</td>"
+                f"<td>{html.escape(v)}</td></tr>"
+                for (k, v), t in zip(rows, truth, strict=True)
+            )
+            extra.append(
+                f"<h2>Captions: route '{html.escape(m['stage'])}' "
+                f"({html.escape(decoded.get('method', ''))}; "
+                f"{html.escape(decoded.get('weights', ''))})</h2>\n<table><tr><th>stimulus</th>"
+                f"<th>a true caption</th><th>decoded caption</th></tr>\n{body}\n</table>"
+            )
+        if "meshes" in outputs:
+            mesh_dir = stage_dir / outputs["meshes"]["path"]
+            for gif in sorted(mesh_dir.glob("*_turntable.gif"))[:4]:
+                images[f"Route '{m['stage']}' (3D): {gif.stem}"] = gif
+    return metrics, images, "\n".join(extra)
 
 
 def build_report(
@@ -73,6 +142,8 @@ def build_report(
     n_grid,
     grid_path,
     html_path,
+    run_dir=None,
+    stimuli=None,
 ) -> Path:
     metrics = json.loads(Path(metrics_path).read_text())
     recon_store = FeatureStore(reconstructions_path)
@@ -90,13 +161,29 @@ def build_report(
         }
         for m in manifests
     ]
+    metrics = _metric_rows(metrics)
+    images = {"Test stimuli (top) and their reconstructions (bottom)": Path(grid_path)}
+    extra = ""
+    if run_dir is not None:
+        main = Path(reconstructions_path).resolve().relative_to(Path(run_dir).resolve()).parts[0]
+        more_metrics, more_images, extra = _route_sections(
+            run_dir,
+            manifests,
+            stimuli or {"path": stimuli_path},
+            n_grid,
+            Path(grid_path).parent,
+            main,
+        )
+        metrics.update(more_metrics)
+        images.update(more_images)
     return write_report_html(
         html_path,
         title=title,
-        metrics=_metric_rows(metrics),
-        images={"Test stimuli (top) and their reconstructions (bottom)": Path(grid_path)},
+        metrics=metrics,
+        images=images,
         provenance=provenance_statements(manifests, provenance),
         stages=stages,
+        extra_html=extra,
     )
 
 
@@ -119,6 +206,13 @@ def regenerate_report(run_dir: Path) -> Path | None:
     for m in manifests:
         for key, out in m["outputs"].items():
             by_key[key] = run_dir / m["stage"] / out["path"]
+    report_m = next((m for m in manifests if m["kind"] == "report"), None)
+    if report_m is not None:  # the report's own providers, not merely the last writers
+        by_stage = {m["stage"]: m for m in manifests}
+        for key, dep in report_m.get("inputs", {}).items():
+            pm = by_stage.get(dep["stage"])
+            if "@" not in key and pm is not None and key in pm["outputs"]:
+                by_key[key] = run_dir / dep["stage"] / pm["outputs"][key]["path"]
     if not all(k in by_key for k in ("metrics", "reconstructions", "stimuli")):
         return None
     resolved = (
@@ -141,4 +235,6 @@ def regenerate_report(run_dir: Path) -> Path | None:
         n_grid=16,
         grid_path=run_dir / "reconstructions.png",
         html_path=run_dir / "report.html",
+        run_dir=run_dir,
+        stimuli=stim,
     )

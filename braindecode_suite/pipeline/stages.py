@@ -25,6 +25,7 @@ from ..utils.logging import logger
 from ..utils.validation import BadInputError
 from ._artifacts import load_trials, save_trials
 from .base import Stage, StageConfig, register_stage
+from .recon_stages import write_reconstructions
 from .report import build_report
 
 __all__ = ["ExtractorSpec"]
@@ -35,6 +36,9 @@ class ExtractorSpec(StageConfig):
 
     kind: str
     params: dict[str, Any] = Field(default_factory=dict)
+    input: Literal["images", "captions"] = Field(
+        "images", description="what the extractor reads: the stimulus images or their captions"
+    )
     batch_size: int = Field(32, ge=1)
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
 
@@ -173,6 +177,7 @@ class LoadNSD(Stage):
                 "fingerprint": fingerprint_file(layout.stimuli),
                 "ids": ids.tolist(),
                 "test_ids": np.unique(trials.stimulus_ids[trials.split == "test"]).tolist(),
+                "nsd_root": str(Path(root).resolve()),
             },
         )
         ctx.extra.update(
@@ -225,14 +230,19 @@ class ExtractFeatures(Stage):
         out = {}
         for name, spec in self.config.extractors.items():
             extractor = spec.build(ctx.device)
+            stimulus_set = {
+                "file_fingerprint": stim["fingerprint"],
+                "ids_hash": hash_json(ids.tolist()),
+            }
+            if spec.input == "captions":
+                load, stimulus_set["captions"] = _caption_loader(stim, self.name)
+            else:
+                load = lambda b, p=stim["path"]: read_nsd_stimuli(p, b)  # noqa: E731
             path = extract_features(
                 extractor,
                 ids,
-                lambda b: read_nsd_stimuli(stim["path"], b),
-                stimulus_set={
-                    "file_fingerprint": stim["fingerprint"],
-                    "ids_hash": hash_json(ids.tolist()),
-                },
+                load,
+                stimulus_set=stimulus_set,
                 cache_dir=self.config.cache_dir,
             )
             out[name] = {
@@ -242,6 +252,25 @@ class ExtractFeatures(Stage):
                 "fingerprint": fingerprint_file(path),
             }
         write_json_atomic(ctx.output("features", "features.json"), out)
+
+
+def _caption_loader(stim: dict, stage_name: str):
+    """``load(ids) -> caption sets`` from the NSD stimulus info + COCO captions, and its key."""
+    from ..datasets import NSDLayout, read_nsd_captions
+
+    root = stim.get("nsd_root")
+    if root is None:
+        raise BadInputError(
+            f"stages.{stage_name}: an extractor with input 'captions' needs the NSD root "
+            "recorded by the data stage; re-run the data stage (--force fmri)."
+        )
+    layout = NSDLayout(root, 1)
+    files = sorted(Path(layout.annotations_dir).glob("captions_*.json"))
+    key = {
+        "stim_info": fingerprint_file(layout.stim_info) if layout.stim_info.is_file() else None,
+        "annotations": {f.name: fingerprint_file(f) for f in files},
+    }
+    return (lambda ids: read_nsd_captions(root, ids)), key
 
 
 def _parse_target(target: str, features: dict) -> list[tuple[str, str]]:
@@ -447,8 +476,6 @@ class Reconstruct(Stage):
             return v
 
     def run(self, ctx):
-        from PIL import Image
-
         preds = FeatureStore(ctx.input("predictions"))
         if self.config.source not in preds.fields:
             raise BadInputError(
@@ -461,18 +488,7 @@ class Reconstruct(Stage):
             output_size=self.config.output_size,
             blur=self.config.blur,
         )
-        png_dir = ctx.output("images", "images")
-        png_dir.mkdir(exist_ok=True)
-        for sid, img in zip(ids, images, strict=True):
-            Image.fromarray(img).save(png_dir / f"recon_{sid}.png")
-        side = self.config.output_size
-        with FeatureStore.open_writer(
-            ctx.output("reconstructions", "reconstructions.h5"),
-            ids,
-            {"image": ((side, side, 3), "uint8")},
-            attrs={"method": self.config.method},
-        ) as w:
-            w.append(ids, {"image": images})
+        write_reconstructions(ctx, ids, images, {"method": self.config.method})
 
 
 # ------------------------------------------------------------------------ evaluation
@@ -537,6 +553,7 @@ class Report(Stage):
 
     kind = "report"
     reads = ("metrics", "reconstructions", "stimuli")
+    gathers = ("reconstructions", "metrics", "captions", "meshes")
     writes = ("grid", "report_html")
     publish = ("grid", "report_html")
 
@@ -556,4 +573,6 @@ class Report(Stage):
             n_grid=self.config.n_grid,
             grid_path=ctx.output("grid", "reconstructions.png"),
             html_path=ctx.output("report_html", "report.html"),
+            run_dir=ctx.run_dir,
+            stimuli=stim,
         )

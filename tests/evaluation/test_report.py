@@ -127,8 +127,8 @@ def test_report_html(tmp_path, pairs):
 
 def test_report_rejects_non_png(tmp_path, pairs):
     bad = tmp_path / "fig.png"
-    bad.write_bytes(b"GIF89a not a png")
-    with pytest.raises(BadInputError, match=r"is not a PNG file"):
+    bad.write_bytes(b"JFIF not a png")
+    with pytest.raises(BadInputError, match=r"is not a PNG or GIF file"):
         _report(tmp_path, pairs, images={"fig": bad})
     assert not (tmp_path / "report.html").exists()
     assert not [p for p in tmp_path.iterdir() if TMP_MARKER in p.name]

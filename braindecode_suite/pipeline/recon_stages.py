@@ -1,0 +1,260 @@
+"""Stage adapters of the diffusion, caption and 3D reconstruction routes.
+
+Each route reads decoded features (the ``predictions`` store of a ridge stage)
+and, where it refines a coarse image, the ``reconstructions`` of an earlier route
+(pick which with the stage's ``inputs:``). Models are named as in the library:
+a Hugging Face id, a local folder, or ``tiny`` for a random tiny model built in
+code (offline demos; the report then says the weights are random).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from ..features import FeatureStore
+from ..utils.logging import logger
+from ..utils.tiny import is_tiny
+from ..utils.validation import BadInputError
+from .base import Stage, StageConfig, register_stage
+
+__all__ = ["read_prediction", "write_reconstructions"]
+
+
+def read_prediction(stage: Stage, preds: FeatureStore, key: str, what: str) -> np.ndarray:
+    """A decoded field of the predictions store, with a clear error when it is absent."""
+    if key not in preds.fields:
+        raise BadInputError(
+            f"stages.{stage.name}.{what}: {key!r} is not among the decoded features "
+            f"{preds.fields}; add it to the ridge stage's targets."
+        )
+    return preds.read(key)
+
+
+def write_reconstructions(ctx, ids, images: np.ndarray, attrs: dict) -> None:
+    """PNGs under ``images/`` and the ``reconstructions`` store (uint8 images)."""
+    from PIL import Image
+
+    png_dir = ctx.output("images", "images")
+    png_dir.mkdir(exist_ok=True)
+    for sid, img in zip(ids, images, strict=True):
+        Image.fromarray(img).save(png_dir / f"recon_{sid}.png")
+    with FeatureStore.open_writer(
+        ctx.output("reconstructions", "reconstructions.h5"),
+        ids,
+        {"image": (tuple(images.shape[1:]), "uint8")},
+        attrs=attrs,
+    ) as w:
+        w.append(ids, {"image": images})
+
+
+def _init_images(stage: Stage, ctx, ids, size: int | None) -> np.ndarray:
+    """The earlier route's reconstructions of ``ids``, resized to ``size``."""
+    from PIL import Image
+
+    if not ctx.has_input("reconstructions"):
+        raise BadInputError(
+            f"stages.{stage.name}.init: 'reconstructions' needs an earlier stage that "
+            "writes reconstructions (e.g. a 'reconstruct' stage with method lowlevel)."
+        )
+    store = FeatureStore(ctx.input("reconstructions"))
+    missing = np.setdiff1d(ids, store.stimulus_ids)
+    if len(missing):
+        raise BadInputError(
+            f"stages.{stage.name}: the init reconstructions lack {len(missing)} test stimuli "
+            f"(e.g. {missing[:3].tolist()})."
+        )
+    imgs = store.read("image", ids)
+    if size is None or imgs.shape[1:3] == (size, size):
+        return imgs
+    return np.stack(
+        [np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in imgs]
+    )
+
+
+class _DiffusionConfig(StageConfig):
+    pipeline: str
+    init: str = Field(
+        "reconstructions",
+        description="'reconstructions' (an earlier route's images, e.g. the blurry "
+        "low-level one) or a decoded VAE-latent field such as 'vae.latents'",
+    )
+    size: int | None = Field(None, ge=16)
+    strength: float = Field(0.75, gt=0, le=1)
+    guidance_scale: float = Field(7.5, ge=1)
+    num_inference_steps: int = Field(50, ge=1)
+    batch_size: int = Field(4, ge=1)
+    dtype: str = Field("float32", pattern="^(float32|float16|bfloat16)$")
+
+
+def _weights_note(name: str) -> str:
+    return "random tiny weights (offline demo)" if is_tiny(name) else f"weights {name!r}"
+
+
+@register_stage
+class ReconstructImg2Img(Stage):
+    """Takagi & Nishimoto (init latents + text conditioning) and MindEye2 (blurry init +
+    image tokens) through Stable Diffusion img2img, optionally with a depth ControlNet."""
+
+    kind = "reconstruct_img2img"
+    reads = ("predictions",)
+    optional_reads = ("reconstructions",)
+    writes = ("reconstructions",)
+
+    class Config(_DiffusionConfig):
+        pipeline: str = "runwayml/stable-diffusion-v1-5"
+        conditioning: str = Field(
+            description="decoded conditioning tokens the UNet attends to, e.g. "
+            "'clip_text.tokens' (Takagi) or 'clip_image.hidden' (MindEye2 style)"
+        )
+        guidance_scale: float = Field(5.0, ge=1)
+        depth: str | None = Field(None, description="decoded depth field -> depth ControlNet")
+        controlnet: str = "lllyasviel/sd-controlnet-depth"
+        controlnet_conditioning_scale: float = Field(1.0, ge=0)
+
+    def run(self, ctx):
+        c = self.config
+        preds = FeatureStore(ctx.input("predictions"))
+        ids = preds.stimulus_ids
+        cond = read_prediction(self, preds, c.conditioning, "conditioning")
+        if cond.ndim != 3:
+            raise BadInputError(
+                f"stages.{self.name}.conditioning: {c.conditioning!r} must be tokens "
+                f"(n, seq_len, dim), got shape {cond.shape[1:]} per stimulus."
+            )
+        if c.init == "reconstructions":
+            init_latents, init_images = None, _init_images(self, ctx, ids, c.size)
+        else:
+            init_latents = read_prediction(self, preds, c.init, "init")
+            init_images = None
+        kw = dict(
+            strength=c.strength,
+            guidance_scale=c.guidance_scale,
+            num_inference_steps=c.num_inference_steps,
+            seed=ctx.seed,
+            batch_size=c.batch_size,
+        )
+        if c.depth is None:
+            from ..reconstruction import load_img2img_pipeline, reconstruct_img2img
+
+            pipe = load_img2img_pipeline(
+                c.pipeline, ctx.device, c.dtype, cross_attention_dim=cond.shape[2]
+            )
+            images = reconstruct_img2img(
+                init_latents, cond, pipeline=pipe, init_images=init_images, **kw
+            )
+        else:
+            from ..reconstruction.controlnet import (
+                load_controlnet_img2img_pipeline,
+                reconstruct_img2img_depth,
+            )
+
+            if init_latents is None:
+                raise BadInputError(
+                    f"stages.{self.name}.init: the depth ControlNet route starts from decoded "
+                    "VAE latents; set init to a latent field such as 'vae.latents'."
+                )
+            depth = read_prediction(self, preds, c.depth, "depth")
+            pipe = load_controlnet_img2img_pipeline(
+                c.pipeline, controlnet=c.controlnet, device=ctx.device, dtype=c.dtype
+            )
+            images = reconstruct_img2img_depth(
+                init_latents,
+                cond,
+                np.clip(depth, 0, 1),
+                pipeline=pipe,
+                controlnet_conditioning_scale=c.controlnet_conditioning_scale,
+                **kw,
+            )
+        logger.info("%s: %d images reconstructed (%s)", self.name, len(ids), c.pipeline)
+        write_reconstructions(
+            ctx,
+            ids,
+            images,
+            {"method": self.kind, "pipeline": c.pipeline, "weights": _weights_note(c.pipeline)},
+        )
+
+
+@register_stage
+class ReconstructUnCLIP(Stage):
+    """Brain-Diffuser style: a low-level init refined by Stable unCLIP (or Versatile
+    Diffusion) conditioned on decoded CLIP image (and text) embeddings."""
+
+    kind = "reconstruct_unclip"
+    reads = ("predictions",)
+    optional_reads = ("reconstructions",)
+    writes = ("reconstructions",)
+
+    class Config(_DiffusionConfig):
+        pipeline: str = "stabilityai/stable-diffusion-2-1-unclip"
+        model: str = Field("unclip", pattern="^(unclip|versatile)$")
+        image_embeds: str = Field(
+            description="decoded CLIP image embedding (unclip: pooled, e.g. 'clip_image.embeds';"
+            " versatile: tokens, e.g. 'clip_image.projected')"
+        )
+        text_embeds: str | None = Field(
+            None, description="decoded CLIP text tokens (optional for unclip, needed by versatile)"
+        )
+        noise_level: int = Field(0, ge=0)
+        mix_ratio: float = Field(0.4, ge=0, le=1)
+
+        @model_validator(mode="after")
+        def _versatile_needs_text(self):
+            if self.model == "versatile" and self.text_embeds is None:
+                raise ValueError("model 'versatile' needs text_embeds (decoded CLIP text tokens)")
+            return self
+
+    def run(self, ctx):
+        from ..reconstruction import unclip
+
+        c = self.config
+        preds = FeatureStore(ctx.input("predictions"))
+        ids = preds.stimulus_ids
+        image_embeds = read_prediction(self, preds, c.image_embeds, "image_embeds")
+        text = read_prediction(self, preds, c.text_embeds, "text_embeds") if c.text_embeds else None
+        if c.model == "unclip":
+            pipe = unclip.load_unclip_pipeline(c.pipeline, ctx.device, c.dtype)
+        else:
+            pipe = unclip.load_versatile_pipeline(c.pipeline, ctx.device, c.dtype)
+        if c.init == "reconstructions":
+            init = _init_images(self, ctx, ids, c.size)
+        else:
+            init = _decode_latents(read_prediction(self, preds, c.init, "init"), pipe.vae)
+        kw = dict(
+            strength=c.strength,
+            guidance_scale=c.guidance_scale,
+            num_inference_steps=c.num_inference_steps,
+            seed=ctx.seed,
+            batch_size=c.batch_size,
+        )
+        if c.model == "unclip":
+            images = unclip.reconstruct_unclip(
+                init,
+                image_embeds,
+                pipeline=pipe,
+                prompt_embeds=text,
+                noise_level=c.noise_level,
+                **kw,
+            )
+        else:
+            images = unclip.reconstruct_versatile(
+                init, image_embeds, text, pipeline=pipe, mix_ratio=c.mix_ratio, **kw
+            )
+        write_reconstructions(
+            ctx,
+            ids,
+            images,
+            {"method": f"{self.kind}:{c.model}", "pipeline": c.pipeline,
+             "weights": _weights_note(c.pipeline)},
+        )  # fmt: skip
+
+
+def _decode_latents(z: np.ndarray, vae) -> np.ndarray:
+    """Decoded VAE latents (scaled as the UNet sees them) -> uint8 images, via ``vae``."""
+    import torch
+
+    with torch.no_grad():
+        z = torch.from_numpy(np.ascontiguousarray(z)).to(vae.device, vae.dtype)
+        x = vae.decode(z / vae.config.scaling_factor).sample
+    x = (x.float().cpu().clamp(-1, 1) + 1) * 127.5
+    return x.round().byte().permute(0, 2, 3, 1).numpy()
