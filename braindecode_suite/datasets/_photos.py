@@ -11,7 +11,7 @@ import numpy as np
 
 from ..utils.logging import logger
 
-__all__ = ["PHOTO_CATEGORIES", "load_photos"]
+__all__ = ["PHOTO_CAPTIONS", "PHOTO_CATEGORIES", "load_photos"]
 
 #: name -> (category, loader kind). Every entry is bundled with its package.
 PHOTO_CATEGORIES: dict[str, str] = {
@@ -30,6 +30,86 @@ PHOTO_CATEGORIES: dict[str, str] = {
     "immunohistochemistry": "texture",
     "brick": "texture",
     "grass": "texture",
+}
+
+#: name -> three COCO-style captions written for the whole photograph (by looking at it).
+#: The demo gives every crop of a photo these captions: crop and flip are not described.
+PHOTO_CAPTIONS: dict[str, tuple[str, str, str]] = {
+    "astronaut": (
+        "A smiling woman in an orange space suit posing in front of an American flag.",
+        "A female astronaut sitting next to her helmet with a model space shuttle behind her.",
+        "A portrait of an astronaut in an orange flight suit with mission patches.",
+    ),
+    "camera": (
+        "A black and white photo of a man looking through a camera on a tripod.",
+        "A man in a dark coat filming on a grassy field with buildings in the distance.",
+        "A photographer bends over a tripod camera in an open park.",
+    ),
+    "grace_hopper": (
+        "An elderly woman in a navy uniform and cap in front of an American flag.",
+        "A portrait of an older woman wearing glasses and a dark military uniform.",
+        "A woman officer with ribbons on her jacket looks at the camera.",
+    ),
+    "chelsea": (
+        "A close up of a tabby cat with green eyes.",
+        "The face of a striped brown cat looking to the side.",
+        "A cat with large yellow green eyes and a pink nose.",
+    ),
+    "rocket": (
+        "A white rocket standing on a launch pad at dusk.",
+        "A rocket between tall metal towers lit up by bright lights.",
+        "A space rocket waiting for launch under a dark blue evening sky.",
+    ),
+    "china": (
+        "A tall ornate Chinese pagoda on a hill overlooking a lake.",
+        "A traditional tower with red and green tiered roofs surrounded by trees.",
+        "A multi story palace building stands above the trees next to the water.",
+    ),
+    "moon": (
+        "A black and white close up of the cratered surface of the moon.",
+        "A grey lunar landscape with small craters and dark patches.",
+        "A greyscale view of rough moon terrain with a round crater.",
+    ),
+    "hubble_deep_field": (
+        "Many small colorful galaxies scattered across a black sky.",
+        "A deep space image full of distant stars and galaxies.",
+        "Tiny points of red, white and blue light against the darkness of space.",
+    ),
+    "coffee": (
+        "A cup of espresso on a red saucer on a wooden table.",
+        "A small red and white coffee cup with a spoon on its saucer.",
+        "A cup of coffee sitting on a wooden table seen from above.",
+    ),
+    "coins": (
+        "A black and white photo of rows of old coins on a dark background.",
+        "Several ancient silver coins arranged in a grid.",
+        "A collection of worn coins with faces and figures laid out in rows.",
+    ),
+    "clock": (
+        "A blurry round clock hanging on a plain grey wall.",
+        "A black and white photo of an out of focus wall clock.",
+        "A small shiny clock face in the middle of an empty grey wall.",
+    ),
+    "flower": (
+        "An orange dahlia flower in bloom against dark green leaves.",
+        "A close up of a round orange flower with many petals.",
+        "A large peach colored flower with a smaller one below it.",
+    ),
+    "immunohistochemistry": (
+        "A microscope image of stained tissue in brown and blue.",
+        "Brown stained cells forming curved glands on a pale blue background.",
+        "A close up of a tissue sample under a microscope.",
+    ),
+    "brick": (
+        "A black and white photo of a brick wall.",
+        "Rows of long grey bricks seen at an angle.",
+        "A close up of a wall made of narrow bricks and mortar.",
+    ),
+    "grass": (
+        "A black and white close up of dry grass on the ground.",
+        "A patch of ground covered in blades of grass and leaves.",
+        "A greyscale texture of cut grass seen from above.",
+    ),
 }
 
 _SKIMAGE = (

@@ -46,6 +46,20 @@ Trials
     the count does not divide by ``n_sessions``, a few train images get a second
     showing to pad it (listed in ``demo_truth.json``). Trials are shuffled across
     sessions; every session holds the same number of trials.
+
+Stimulus info and captions
+    ``nsddata/experiments/nsd/nsd_stim_info_merged.csv`` has NSD's columns for
+    subject 1 only (the other subjects' columns are omitted): ``cocoId`` = 9000000 +
+    ``nsdId`` (a synthetic id, unique, not a real COCO image), ``cocoSplit`` =
+    ``'demo'``, ``cropBox`` = (top, bottom, left, right) fractions of the source photo
+    cut away by the crop (the flip is not recorded), ``loss`` = 0 (NSD's loss concerns
+    COCO object annotations, which the demo has none of), ``flagged`` and
+    ``BOLD5000`` False, ``shared1000`` True for test images, ``subject1`` True for
+    shown images and ``subject1_rep{0,1,2}`` the 1-based global trial number of the
+    first three showings (0 = fewer showings).
+    ``nsddata_stimuli/stimuli/nsd/annotations/captions_demo.json`` is a COCO-format
+    caption file: three hand-written captions per photograph, shared by every crop of
+    that photograph (crop and flip are not described).
 """
 
 from __future__ import annotations
@@ -59,9 +73,9 @@ import numpy as np
 from ..utils.io import atomic_dir
 from ..utils.logging import logger
 from ..utils.validation import BadInputError, check_path, check_positive_int
-from ._photos import PHOTO_CATEGORIES, load_photos
+from ._photos import PHOTO_CAPTIONS, PHOTO_CATEGORIES, load_photos
 
-__all__ = ["make_demo_nsd", "DEMO_GRID"]
+__all__ = ["make_demo_nsd", "demo_is_current", "DEMO_GRID", "DEMO_VERSION"]
 
 DEMO_GRID = (22, 26, 20)
 VOXEL_MM = 1.8
@@ -69,6 +83,32 @@ FEATURE_SIZE = 64
 FEATURES = ("contrast_energy", "luminance", "red_green", "blue_yellow")
 EMBED_DIM = 8
 TRUTH_FILE = "demo_truth.json"
+#: Version of the demo's file set, stored in ``demo_truth.json`` and part of the cache
+#: key: a build of another version (none recorded = 1) is rebuilt. 2 added
+#: ``nsd_stim_info_merged.csv`` and ``captions_demo.json``.
+DEMO_VERSION = 2
+#: Synthetic COCO ids of the demo stimuli: ``DEMO_COCO_ID_OFFSET + nsdId``.
+DEMO_COCO_ID_OFFSET = 9_000_000
+DEMO_COCO_SPLIT = "demo"
+
+
+def _built_version(truth_path: Path) -> int | None:
+    """``demo_version`` of a finished build (1 if unrecorded), None if unreadable."""
+    try:
+        truth = json.loads(truth_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return int(truth.get("demo_version", 1)) if isinstance(truth, dict) else None
+
+
+def demo_is_current(root) -> bool:
+    """Whether ``root`` holds a finished demo build of the current :data:`DEMO_VERSION`.
+
+    A pipeline that caches the demo (e.g. a stage skipped because its config did not
+    change) should rebuild when this is False: older builds lack files.
+    """
+    truth_path = Path(root) / TRUTH_FILE
+    return truth_path.is_file() and _built_version(truth_path) == DEMO_VERSION
 
 
 def _crop_stimuli(rng, photos, n, image_size):
@@ -257,7 +297,10 @@ def make_demo_nsd(
 
     The forward model is described in this module's docstring and written to
     ``root/DEMO_README.md``; ``root/demo_truth.json`` holds its parameters, the
-    stimulus metadata and the trial list (independent bookkeeping for tests).
+    stimulus metadata and the trial list (independent bookkeeping for tests). It
+    also writes NSD's ``nsd_stim_info_merged.csv`` and a COCO-format
+    ``captions_demo.json`` (see the module docstring), so
+    :func:`~braindecode_suite.datasets.read_nsd_captions` works on it.
 
     Parameters
     ----------
@@ -277,7 +320,8 @@ def make_demo_nsd(
     random_state : int
         Seed; the same seed builds the same files.
     overwrite : bool
-        Rebuild an existing demo. Without it, an existing demo is returned as is.
+        Rebuild an existing demo. Without it, an existing demo is returned as is,
+        unless it was built by another :data:`DEMO_VERSION` (then it is rebuilt).
 
     Returns
     -------
@@ -312,7 +356,13 @@ def make_demo_nsd(
                 f"root {str(root)!r} exists and is not a demo build (no {TRUTH_FILE}); "
                 "choose an empty or new folder."
             )
-        if truth_path.is_file() and not overwrite:
+        version = _built_version(truth_path) if truth_path.is_file() else None
+        if truth_path.is_file() and version != DEMO_VERSION:
+            logger.warning(
+                "Demo at %s is version %s of the demo files, this is version %d (it adds "
+                "the stimulus info and captions); rebuilding it.", root, version, DEMO_VERSION,
+            )  # fmt: skip
+        elif truth_path.is_file() and not overwrite:
             old = json.loads(truth_path.read_text()).get("parameters", {})
             if old != params:
                 logger.warning(
@@ -416,14 +466,18 @@ def _build(tmp: Path, p: dict) -> None:
         png = layout.shared_png(s, int(perm[s]))
         png.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(imgs_k[s]).save(png)
+    shapes = {name: photo.shape[:2] for name, photo in photos.items()}
+    _write_stim_info(layout.stim_info, perm, meta_k, shapes, order, n_test)
+    _write_captions(layout.annotations_dir / f"captions_{DEMO_COCO_SPLIT}.json", perm, meta_k, p)
 
     stimuli = [
         {"id73k": int(perm[k]), "k10k": int(k), "split": "test" if k < n_test else "train",
-         **meta_k[k]}
+         "coco_id": DEMO_COCO_ID_OFFSET + int(perm[k]), **meta_k[k]}
         for k in range(n_images)
     ]  # fmt: skip
     stimuli.sort(key=lambda m: m["id73k"])
     truth = {
+        "demo_version": DEMO_VERSION,
         "parameters": p,
         "note": "All indices in this file are 0-based (NSD files are 1-based).",
         "grid_shape": list(DEMO_GRID),
@@ -456,6 +510,76 @@ def _build(tmp: Path, p: dict) -> None:
     }
     (tmp / "DEMO_README.md").write_text(_readme(p, n_per, len(brain_ijk), padded))
     (tmp / TRUTH_FILE).write_text(json.dumps(truth) + "\n")  # last: marks a complete build
+
+
+def _write_stim_info(path: Path, perm, meta_k, shapes, order, n_test) -> None:
+    """``nsd_stim_info_merged.csv`` in NSD's column layout, subject 1 only."""
+    import pandas as pd
+
+    n_images = len(perm)
+    k_of = np.empty(n_images, dtype=np.int64)
+    k_of[perm] = np.arange(n_images)  # 73k id -> 10k index
+    reps = np.zeros((n_images, 3), dtype=np.int64)  # 1-based global trial, 0 = not shown
+    count = np.zeros(n_images, dtype=np.int64)
+    for t, k in enumerate(order):
+        if count[k] < 3:
+            reps[k, count[k]] = t + 1
+        count[k] += 1
+    crop_boxes = []
+    for k in k_of:
+        m = meta_k[k]
+        h, w = shapes[m["source"]]
+        x0, y0, x1, y1 = m["crop_box"]
+        box = (y0 / h, (h - y1) / h, x0 / w, (w - x1) / w)  # (top, bottom, left, right)
+        crop_boxes.append(str(tuple(round(float(v), 6) for v in box)))
+    nsd_id = np.arange(n_images)
+    df = pd.DataFrame(
+        {
+            "cocoId": DEMO_COCO_ID_OFFSET + nsd_id,
+            "cocoSplit": DEMO_COCO_SPLIT,
+            "cropBox": crop_boxes,
+            "loss": 0.0,
+            "nsdId": nsd_id,
+            "flagged": False,
+            "BOLD5000": False,
+            "shared1000": k_of < n_test,
+            "subject1": count[k_of] > 0,
+            "subject1_rep0": reps[k_of, 0],
+            "subject1_rep1": reps[k_of, 1],
+            "subject1_rep2": reps[k_of, 2],
+        },
+        index=nsd_id,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path)  # unnamed first column = 0-based index, like NSD's file
+
+
+def _write_captions(path: Path, perm, meta_k, p) -> None:
+    """COCO-format caption file: each stimulus gets its source photo's captions."""
+    images, annotations = [], []
+    k_of = np.argsort(perm)  # 73k id -> 10k index
+    for id73k, k in enumerate(k_of.tolist()):
+        coco_id = DEMO_COCO_ID_OFFSET + id73k
+        images.append(
+            {"id": coco_id, "file_name": f"nsd{id73k + 1:05d}.png",
+             "width": p["image_size"], "height": p["image_size"]}
+        )  # fmt: skip
+        for caption in PHOTO_CAPTIONS[meta_k[k]["source"]]:
+            annotations.append(
+                {"id": len(annotations) + 1, "image_id": coco_id, "caption": caption}
+            )
+    coco = {
+        "info": {
+            "description": "braindecode_suite demo NSD captions (COCO format). Each stimulus "
+            "is a crop of a photograph; it carries the photograph's three hand-written "
+            "captions (crop and flip are not described).",
+            "version": str(DEMO_VERSION),
+        },
+        "images": images,
+        "annotations": annotations,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(coco, indent=1) + "\n")
 
 
 def _readme(p, n_per, n_brain, padded) -> str:

@@ -7,6 +7,11 @@ Files read (paths from the bucket root, see ``shared/DATASET_FORMATS.md`` §1):
   (1×1000, 1-based 73k ids). :func:`read_expdesign` converts all to **0-based**.
 - ``nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5``: ``/imgBrick`` uint8
   (73000, 425, 425, 3); row i = 0-based 73k id i.
+- ``nsddata/experiments/nsd/nsd_stim_info_merged.csv``: one row per 73k image (first
+  column an unnamed 0-based index = ``nsdId``) with its COCO ``cocoId`` and
+  ``cocoSplit``; :func:`read_nsd_stim_info`.
+- ``nsddata_stimuli/stimuli/nsd/annotations/captions_{train,val}2017.json``: the COCO
+  2017 caption files; :func:`read_nsd_captions`.
 - ``nsddata/ppdata/subjNN/<space>/roi/<roi>.nii.gz``: voxels with value > 0 are
   in the ROI (the file also holds negative values outside the brain).
 - ``nsddata_betas/ppdata/subjNN/<space>/<version>/betas_sessionSS.nii.gz``: int16
@@ -31,11 +36,14 @@ import numpy as np
 from ..utils.logging import logger, progress_disabled, verbose_level
 from ..utils.validation import BadInputError, check_option, check_path, check_positive_int
 from ._trials import Trials
+from .coco import _collect_captions, _missing_message
 
 __all__ = [
     "NSDLayout",
     "read_expdesign",
     "read_nsd_stimuli",
+    "read_nsd_stim_info",
+    "read_nsd_captions",
     "iter_nsd_stimuli",
     "load_nsd",
     "shared982_mask",
@@ -99,6 +107,16 @@ class NSDLayout:
     @property
     def stimuli(self) -> Path:
         return self.data_dir / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5"
+
+    @property
+    def stim_info(self) -> Path:
+        """``nsd_stim_info_merged.csv`` (73k id -> COCO id and split; not per subject)."""
+        return self.data_dir / "nsddata/experiments/nsd/nsd_stim_info_merged.csv"
+
+    @property
+    def annotations_dir(self) -> Path:
+        """Folder of the COCO 2017 caption files (``captions_<split>.json``)."""
+        return self.data_dir / "nsddata_stimuli/stimuli/nsd/annotations"
 
     @property
     def ppdata_dir(self) -> Path:
@@ -551,3 +569,178 @@ def _load_nsd(data_dir, subject, sessions, roi, space, beta_version, test_set):
     )
     logger.info("Loaded %r", trials)
     return trials
+
+
+# ----------------------------------------------------------------------------- captions
+#: Columns :func:`read_nsd_stim_info` requires (the file has more, see DATASET_FORMATS §1).
+STIM_INFO_REQUIRED = ("cocoId", "cocoSplit")
+
+_HOW_TO_GET_CAPTIONS = (
+    "The caption files are the COCO 2017 originals (captions_train2017.json, "
+    "captions_val2017.json): copy them from s3://natural-scenes-dataset/nsddata_stimuli/"
+    "stimuli/nsd/annotations/ (the location commonly used inside the NSD bucket) or take "
+    "them from COCO's annotations_trainval2017.zip (cocodataset.org), and pass their "
+    "folder or the files as annotations=..."
+)
+
+
+def read_nsd_stim_info(path):
+    """Read ``nsd_stim_info_merged.csv``: COCO id, split and crop of every 73k image.
+
+    Parameters
+    ----------
+    path : str | PathLike
+        ``nsddata/experiments/nsd/nsd_stim_info_merged.csv`` (see
+        :attr:`NSDLayout.stim_info`).
+
+    Returns
+    -------
+    info : pandas.DataFrame
+        One row per image, indexed by the **0-based** 73k id (index name ``nsdId``; the
+        file's unnamed first column and its ``nsdId`` column, which must agree, become
+        the index). Columns as in the file: ``cocoId`` (int), ``cocoSplit``
+        (``'train2017'``/``'val2017'``), ``cropBox`` (the string ``"(top, bottom, left,
+        right)"``: fractions cut from each side of the COCO image), ``loss``,
+        ``flagged``, ``BOLD5000``, ``shared1000``, ``subjectN`` and
+        ``subjectN_rep{0,1,2}`` (1-based global trial number, 0 = not shown), as
+        present. Only ``cocoId`` and ``cocoSplit`` are required.
+    """
+    import pandas as pd
+
+    path = _require(check_path("path", path, must_exist=False), "stimulus info CSV")
+    try:
+        df = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, ValueError) as err:  # ParserError is a ValueError
+        raise BadInputError(f"Could not read {str(path)!r} as CSV: {err}") from err
+    cols = [str(c) for c in df.columns]
+    missing = [c for c in STIM_INFO_REQUIRED if c not in cols]
+    if missing:
+        raise BadInputError(
+            f"{str(path)!r} lacks the column(s) {missing} (found: {cols[:12]}); expected "
+            f"NSD's nsd_stim_info_merged.csv with columns {list(STIM_INFO_REQUIRED)} and more."
+        )
+    unnamed = cols[0].startswith("Unnamed: 0")
+    if "nsdId" in cols:
+        ids = df["nsdId"]
+        if unnamed and not np.array_equal(ids.to_numpy(), df.iloc[:, 0].to_numpy()):
+            raise BadInputError(
+                f"{str(path)!r}: the nsdId column differs from the unnamed first (index) "
+                "column; both are the 0-based 73k id in NSD's file."
+            )
+    elif unnamed:
+        ids = df.iloc[:, 0]
+    else:
+        raise BadInputError(
+            f"{str(path)!r} has neither an nsdId column nor an unnamed first index column, "
+            "so its rows cannot be matched to 73k ids."
+        )
+    ids = ids.to_numpy()
+    if len(ids) and (ids.dtype.kind not in "iu" or ids.min() < 0 or len(set(ids)) != len(ids)):
+        raise BadInputError(
+            f"{str(path)!r}: nsdId must be unique integers >= 0 (0-based 73k ids), got "
+            f"dtype {ids.dtype}, e.g. {ids[:3].tolist()}."
+        )
+    if len(df) and df["cocoId"].dtype.kind not in "iu":
+        raise BadInputError(
+            f"{str(path)!r}: cocoId must be integers for every row, got dtype "
+            f"{df['cocoId'].dtype} (empty cells?)."
+        )
+    drop = [c for c in (df.columns[0] if unnamed else None, "nsdId") if c in df.columns]
+    df = df.drop(columns=drop)
+    df.index = pd.Index(ids.astype(np.int64), name="nsdId")
+    df["cocoSplit"] = df["cocoSplit"].astype(str)
+    return df
+
+
+def _caption_files(annotations, default_dir: Path, splits: set[str]) -> list[Path]:
+    """The caption files to read: those of ``splits`` when a folder has them all."""
+    if annotations is None or isinstance(annotations, (str, os.PathLike)):
+        folder = default_dir if annotations is None else Path(annotations).expanduser()
+        if annotations is not None and folder.is_file():
+            return [folder]
+        if not folder.is_dir():
+            raise BadInputError(
+                f"annotations: caption folder {str(folder)!r} does not exist. "
+                f"{_HOW_TO_GET_CAPTIONS}"
+            )
+        files = sorted(folder.glob("captions_*.json"))
+        if not files:
+            raise BadInputError(
+                f"annotations: no captions_*.json in {str(folder)!r}. {_HOW_TO_GET_CAPTIONS}"
+            )
+        by_split = {f.name[len("captions_") : -len(".json")]: f for f in files}
+        if splits <= set(by_split):  # read only the splits needed (train2017 is ~90 MB)
+            return [by_split[s] for s in sorted(splits)]
+        return files
+    if isinstance(annotations, (bytes, dict)) or not hasattr(annotations, "__iter__"):
+        raise BadInputError(
+            "annotations must be None, a folder or a list of caption files, got "
+            f"{type(annotations).__name__}."
+        )
+    files = [
+        check_path("annotations", f, kind="file", hint=_HOW_TO_GET_CAPTIONS) for f in annotations
+    ]
+    if not files:
+        raise BadInputError(f"annotations is an empty list. {_HOW_TO_GET_CAPTIONS}")
+    return files
+
+
+def read_nsd_captions(data_dir, ids73k, *, annotations=None) -> list[list[str]]:
+    """COCO captions of NSD images, in the order of ``ids73k``.
+
+    Maps each 0-based 73k id to its COCO image through ``nsd_stim_info_merged.csv``
+    (:func:`read_nsd_stim_info`), then reads the COCO caption files once each
+    (:func:`~braindecode_suite.datasets.coco.read_coco_captions`).
+
+    Parameters
+    ----------
+    data_dir : str | PathLike
+        NSD bucket root (the folder holding ``nsddata/``).
+    ids73k : array-like of int, shape (n,)
+        **0-based** 73k ids (``Trials.stimulus_ids``, imgBrick rows); repeats allowed.
+    annotations : None | str | PathLike | sequence of str | PathLike
+        Caption files in COCO format. None = ``data_dir /
+        nsddata_stimuli/stimuli/nsd/annotations`` (:attr:`NSDLayout.annotations_dir`),
+        the location commonly used inside the NSD bucket; its files are the COCO 2017
+        originals ``captions_train2017.json`` and ``captions_val2017.json``. A folder
+        means its ``captions_*.json`` (only ``captions_<cocoSplit>.json`` of the splits
+        needed when the folder has all of them); a file or a list means those files.
+
+    Returns
+    -------
+    captions : list of list of str, length n
+        The image's COCO captions (about five) in annotation-id order, stripped. They
+        describe the full COCO image; NSD shows a square crop of it.
+    """
+    layout = NSDLayout(data_dir, 1)
+    info = read_nsd_stim_info(layout.stim_info)
+    ids = np.asarray(ids73k)
+    if ids.ndim > 1 or (ids.size and ids.dtype.kind not in "iu"):
+        raise BadInputError(
+            f"ids73k must be a 1-D sequence of integers (0-based 73k ids), got dtype "
+            f"{ids.dtype} and shape {ids.shape}."
+        )
+    ids = ids.astype(np.int64).reshape(-1)
+    known = np.isin(ids, info.index.to_numpy())
+    if not known.all():
+        bad = ids[~known]
+        raise BadInputError(
+            f"ids73k holds {len(bad)} id(s) not in {str(layout.stim_info)!r} (e.g. "
+            f"{bad[:5].tolist()}); ids are 0-based, in [{info.index.min()}, "
+            f"{info.index.max()}]."
+        )
+    rows = info.loc[ids]
+    coco = rows["cocoId"].to_numpy(np.int64)
+    files = _caption_files(annotations, layout.annotations_dir, set(rows["cocoSplit"]))
+    found = _collect_captions(files, {int(c) for c in coco})
+    lacking = np.array([int(c) not in found for c in coco], dtype=bool)
+    if lacking.any():
+        nsd_missing = sorted({int(i) for i in ids[lacking]})
+        coco_missing = sorted({int(c) for c in coco[lacking]})
+        splits = sorted(set(rows["cocoSplit"].to_numpy()[lacking]))
+        raise BadInputError(
+            f"ids73k: {_missing_message(nsd_missing)} have no caption (COCO ids "
+            f"{coco_missing[:5]}, split(s) {splits}) in {[str(f) for f in files]}. "
+            f"{_HOW_TO_GET_CAPTIONS}"
+        )
+    return [list(found[int(c)]) for c in coco]

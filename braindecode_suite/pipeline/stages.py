@@ -82,6 +82,12 @@ class SimulateNSD(Stage):
         noise_sd: float | None = Field(None, gt=0)
         random_state: int = 0
 
+    def outputs_valid(self, ctx, manifest):
+        from ..datasets import demo_is_current
+
+        # a demo built by an older version (e.g. without captions) is rebuilt
+        return demo_is_current(ctx.run_dir / self.name / manifest["outputs"]["nsd_root"]["path"])
+
     def run(self, ctx):
         kw = self.config.model_dump()
         if kw["noise_sd"] is None:

@@ -3,7 +3,9 @@ image information."""
 
 from __future__ import annotations
 
+import ast
 import json
+import shutil
 
 import h5py
 import nibabel as nib
@@ -12,7 +14,17 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from braindecode_suite.datasets import NSDLayout, load_nsd, make_demo_nsd, read_nsd_stimuli
+from braindecode_suite.datasets import (
+    DEMO_VERSION,
+    NSDLayout,
+    demo_is_current,
+    load_nsd,
+    make_demo_nsd,
+    read_nsd_captions,
+    read_nsd_stim_info,
+    read_nsd_stimuli,
+)
+from braindecode_suite.datasets._photos import PHOTO_CAPTIONS, PHOTO_CATEGORIES, load_photos
 from braindecode_suite.utils.validation import BadInputError
 
 SMALL = dict(n_train=40, n_test=6, n_sessions=3, image_size=64, n_voxels_prf=300,
@@ -129,3 +141,71 @@ def test_forward_model_carries_image_information(tmp_path):
     pred = model.predict(trials.X[test])
     r = [np.corrcoef(pred[:, p], Y[test][:, p])[0, 1] for p in range(Y.shape[1])]
     assert np.nanmean(r) > 0.2
+
+
+def test_photo_captions_cover_every_photo():
+    assert set(PHOTO_CAPTIONS) == set(PHOTO_CATEGORIES)
+    for name, caps in PHOTO_CAPTIONS.items():
+        assert len(caps) == len(set(caps)) == 3, name
+        assert all(c == c.strip() and c[0].isupper() and c.endswith(".") for c in caps), name
+
+
+def test_demo_stim_info(demo):
+    root, truth = demo
+    assert truth["demo_version"] == DEMO_VERSION and demo_is_current(root)
+    info = read_nsd_stim_info(NSDLayout(root, 1).stim_info)
+    meta = {m["id73k"]: m for m in truth["stimuli"]}
+    assert info.index.tolist() == sorted(meta) == list(range(46))
+    np.testing.assert_array_equal(info["cocoId"], 9_000_000 + np.arange(46))
+    assert set(info["cocoSplit"]) == {"demo"}
+    assert info.index[info["shared1000"]].tolist() == sorted(
+        i for i, m in meta.items() if m["split"] == "test"
+    )
+    # repR = 1-based global trial numbers of the first three showings, 0 = not shown.
+    reps = info[["subject1_rep0", "subject1_rep1", "subject1_rep2"]].to_numpy()
+    shown: dict[int, list[int]] = {}
+    for t, i in enumerate(truth["trials"]["id73k"]):
+        shown.setdefault(i, []).append(t + 1)
+    for i in range(46):
+        expected = (shown.get(i, [])[:3] + [0, 0, 0])[:3]
+        assert reps[i].tolist() == expected, i
+        assert info.loc[i, "subject1"] == (i in shown)
+    # cropBox = (top, bottom, left, right) fractions cut from the source photo.
+    shapes = {k: v.shape[:2] for k, v in load_photos().items()}
+    for i in (0, 7, 45):
+        h, w = shapes[meta[i]["source"]]
+        x0, y0, x1, y1 = meta[i]["crop_box"]
+        box = ast.literal_eval(info.loc[i, "cropBox"])
+        np.testing.assert_allclose(box, [y0 / h, 1 - y1 / h, x0 / w, 1 - x1 / w], atol=1e-6)
+
+
+def test_demo_captions_follow_source_photo(demo):
+    root, truth = demo
+    lay = NSDLayout(root, 1)
+    coco = json.loads((lay.annotations_dir / "captions_demo.json").read_text())
+    assert {im["id"] for im in coco["images"]} == {m["coco_id"] for m in truth["stimuli"]}
+    assert len(coco["annotations"]) == 3 * 46
+    ids = [m["id73k"] for m in truth["stimuli"]]
+    got = read_nsd_captions(root, ids)
+    assert got == [list(PHOTO_CAPTIONS[m["source"]]) for m in truth["stimuli"]]
+    trials = load_nsd(root)
+    by_id = {m["id73k"]: m["source"] for m in truth["stimuli"]}
+    first = trials.stimulus_ids[:10]
+    for caps, i in zip(read_nsd_captions(root, first), first, strict=True):
+        assert caps == list(PHOTO_CAPTIONS[by_id[int(i)]])
+
+
+def test_old_demo_build_is_rebuilt(demo, tmp_path):
+    root, truth = demo
+    old = tmp_path / "old"
+    shutil.copytree(root, old)
+    lay = NSDLayout(old, 1)
+    lay.stim_info.unlink()
+    shutil.rmtree(lay.annotations_dir)
+    old_truth = {k: v for k, v in truth.items() if k != "demo_version"}  # a version-1 build
+    (old / "demo_truth.json").write_text(json.dumps(old_truth))
+    assert not demo_is_current(old)
+    assert make_demo_nsd(old, **SMALL) == old
+    assert demo_is_current(old) and lay.stim_info.is_file()
+    assert json.loads((old / "demo_truth.json").read_text()) == truth
+    assert len(read_nsd_captions(old, [0, 1])) == 2
