@@ -345,10 +345,19 @@ EXTRACTORS: dict[str, type[Extractor]] = {
 # imported here, at the bottom, once everything they need is defined (no import cycle at
 # load time; open_clip and diffusers themselves are imported lazily, on first use).
 from .clip import OpenCLIPImageExtractor, OpenCLIPTextExtractor  # noqa: E402
+from .depth import DepthExtractor  # noqa: E402
 from .vae import VAELatentExtractor  # noqa: E402
 
 EXTRACTORS.update(
-    {cls.kind: cls for cls in (OpenCLIPImageExtractor, OpenCLIPTextExtractor, VAELatentExtractor)}
+    {
+        cls.kind: cls
+        for cls in (
+            OpenCLIPImageExtractor,
+            OpenCLIPTextExtractor,
+            VAELatentExtractor,
+            DepthExtractor,
+        )
+    }
 )
 
 

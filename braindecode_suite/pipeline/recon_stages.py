@@ -258,3 +258,79 @@ def _decode_latents(z: np.ndarray, vae) -> np.ndarray:
         x = vae.decode(z / vae.config.scaling_factor).sample
     x = (x.float().cpu().clamp(-1, 1) + 1) * 127.5
     return x.round().byte().permute(0, 2, 3, 1).numpy()
+
+
+@register_stage
+class Reconstruct3D(Stage):
+    """Brain3D style: Shap-E image-to-3D from an earlier route's images or from decoded
+    CLIP image tokens; meshes (.ply/.glb) and turntable GIFs."""
+
+    kind = "reconstruct_3d"
+    reads = ("predictions",)
+    optional_reads = ("reconstructions",)
+    writes = ("meshes",)
+
+    class Config(StageConfig):
+        pipeline: str = "openai/shap-e-img2img"
+        source: str = Field(
+            "reconstructions",
+            description="'reconstructions' (an earlier route's images) or a decoded CLIP "
+            "image-token field matching Shap-E's image encoder (256 x 1024 for ViT-L/14)",
+        )
+        max_items: int | None = Field(None, ge=1)
+        guidance_scale: float = Field(3.0, ge=1)
+        num_inference_steps: int = Field(64, ge=1)
+        batch_size: int = Field(4, ge=1)
+        formats: list[str] = Field(default_factory=lambda: ["ply", "glb"])
+        turntable: bool = True
+        n_frames: int = Field(20, ge=1)
+        frame_size: int = Field(64, ge=8)
+        grid_size: int = Field(128, ge=8)
+        n_coarse_samples: int = Field(64, ge=1)
+        n_fine_samples: int = Field(128, ge=1)
+        dtype: str = Field("float32", pattern="^(float32|float16|bfloat16)$")
+
+    def run(self, ctx):
+        from ..reconstruction.shape3d import export_meshes, load_shap_e_pipeline, reconstruct_3d
+        from ..utils.io import write_json_atomic
+
+        c = self.config
+        preds = FeatureStore(ctx.input("predictions"))
+        ids = preds.stimulus_ids[: c.max_items]
+        pipe = load_shap_e_pipeline(c.pipeline, ctx.device, c.dtype)
+        kw = dict(
+            pipeline=pipe,
+            guidance_scale=c.guidance_scale,
+            num_inference_steps=c.num_inference_steps,
+            seed=ctx.seed,
+            batch_size=c.batch_size,
+        )
+        if c.source == "reconstructions":
+            latents = reconstruct_3d(images=_init_images(self, ctx, ids, None), **kw)
+        else:
+            tokens = read_prediction(self, preds, c.source, "source")[: len(ids)]
+            latents = reconstruct_3d(image_embeds=tokens, **kw)
+        out_dir = ctx.output("meshes", "meshes")
+        out_dir.mkdir(exist_ok=True)
+        written = export_meshes(
+            latents,
+            out_dir,
+            pipeline=pipe,
+            names=[f"stim_{sid}" for sid in ids],
+            formats=tuple(c.formats),
+            turntable=c.turntable,
+            n_frames=c.n_frames,
+            frame_size=c.frame_size,
+            grid_size=c.grid_size,
+            n_coarse_samples=c.n_coarse_samples,
+            n_fine_samples=c.n_fine_samples,
+            seed=ctx.seed,
+        )
+        np.save(out_dir / "shap_e_latents.npy", latents.latents)
+        index = {name: {k: p.name for k, p in files.items()} for name, files in written.items()}
+        no_surface = [n for n, files in index.items() if not set(c.formats) & set(files)]
+        write_json_atomic(
+            out_dir / "index.json",
+            {"items": index, "no_surface": no_surface, "weights": _weights_note(c.pipeline)},
+        )
+        ctx.extra["meshes"] = {"n_items": len(ids), "n_without_surface": len(no_surface)}
