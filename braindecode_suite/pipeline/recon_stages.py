@@ -334,3 +334,119 @@ class Reconstruct3D(Stage):
             {"items": index, "no_surface": no_surface, "weights": _weights_note(c.pipeline)},
         )
         ctx.extra["meshes"] = {"n_items": len(ids), "n_without_surface": len(no_surface)}
+
+
+@register_stage
+class Caption(Stage):
+    """Captions from decoded embeddings: caption-bank retrieval (baseline) or a CLIP-prefix
+    decoder (ClipCap) trained here on the training stimuli's captions."""
+
+    kind = "caption"
+    reads = ("predictions", "features", "stimuli", "trials")
+    writes = ("captions",)
+
+    class Config(StageConfig):
+        method: str = Field("retrieval", pattern="^(retrieval|clip_prefix)$")
+        source: str = Field(
+            description="decoded embedding field: CLIP text embeds for retrieval (e.g. "
+            "'clip_text.embeds'), CLIP image embeds for clip_prefix (e.g. 'clip_image.embeds')"
+        )
+        model: str = Field("gpt2", description="clip_prefix: the language model (id, folder, tiny)")
+        tokenizer: str = Field("gpt2", description="clip_prefix: tokenizer id/folder, or 'clip'")
+        prefix_length: int = Field(10, ge=1)
+        epochs: int = Field(10, ge=1)
+        lr: float = Field(2e-5, gt=0)
+        batch_size: int = Field(32, ge=1)
+        max_new_tokens: int = Field(20, ge=1)
+        num_beams: int = Field(1, ge=1)
+
+    def _train_data(self, ctx, features):
+        """Training stimuli ids, their true ``source`` features and their captions."""
+        import json
+
+        from ..datasets import read_nsd_captions
+        from ._artifacts import load_trials
+
+        trials = load_trials(ctx.input("trials"))
+        train_ids = np.unique(trials.stimulus_ids[trials.split == "train"])
+        name, _, field = self.config.source.partition(".")
+        if name not in features or field not in features[name]["fields"]:
+            raise BadInputError(
+                f"stages.{self.name}.source: {self.config.source!r} is not a feature field "
+                f"of the features stage ({sorted(features)})."
+            )
+        true = FeatureStore(features[name]["path"]).read(field, train_ids)
+        stim = json.loads(ctx.input("stimuli").read_text())
+        if not stim.get("nsd_root"):
+            raise BadInputError(
+                f"stages.{self.name}: the data stage recorded no NSD root to read captions from."
+            )
+        return (
+            train_ids,
+            true.reshape(len(true), -1),
+            read_nsd_captions(stim["nsd_root"], train_ids),
+        )
+
+    def run(self, ctx):
+        import json
+
+        from ..utils.io import write_json_atomic
+
+        c = self.config
+        preds = FeatureStore(ctx.input("predictions"))
+        ids = preds.stimulus_ids
+        pred = read_prediction(self, preds, c.source, "source").reshape(len(ids), -1)
+        features = json.loads(ctx.input("features").read_text())
+        train_ids, true, caps = self._train_data(ctx, features)
+        if c.method == "retrieval":
+            from ..reconstruction.captions import retrieve_captions
+
+            out = retrieve_captions(pred, true, [cs[0] for cs in caps])
+            weights = "no model: nearest training caption by cosine similarity"
+        else:
+            from ..reconstruction.captions import load_clip_prefix_captioner
+
+            tok = _load_tokenizer(c.tokenizer)
+            cap = load_clip_prefix_captioner(
+                c.model, ctx.device, clip_dim=true.shape[1], prefix_length=c.prefix_length,
+                seed=ctx.seed,
+            )  # fmt: skip
+            pairs = [(e, s) for e, cs in zip(true, caps, strict=True) for s in cs]
+            losses = cap.fit(
+                np.stack([e for e, _ in pairs]),
+                [s for _, s in pairs],
+                tok,
+                epochs=c.epochs,
+                lr=c.lr,
+                batch_size=c.batch_size,
+                seed=ctx.seed,
+            )
+            cap.save_pretrained(ctx.output("captioner", "captioner"))
+            out = cap.generate(pred, tok, max_new_tokens=c.max_new_tokens, num_beams=c.num_beams)
+            weights = _weights_note(c.model)
+            ctx.extra["fit_loss"] = {"first": float(losses[0]), "last": float(losses[-1])}
+        write_json_atomic(
+            ctx.output("captions", "captions.json"),
+            {
+                "method": c.method,
+                "weights": weights,
+                "n_train_stimuli": len(train_ids),
+                "captions": {str(s): t for s, t in zip(ids, out, strict=True)},
+            },
+        )
+
+
+def _load_tokenizer(name: str):
+    if name == "clip":
+        from ..utils.tiny import clip_tokenizer
+
+        return clip_tokenizer()
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except OSError as err:
+        raise BadInputError(
+            f"tokenizer {name!r} is not available offline: {err}. Download it once with "
+            f"`huggingface-cli download {name}`, or use tokenizer: clip (ships with open_clip)."
+        ) from err

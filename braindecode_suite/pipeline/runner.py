@@ -21,6 +21,7 @@ import platform
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -241,6 +242,7 @@ def run_pipeline(
         }
         write_json_atomic(run_dir / "pipeline.resolved.json", resolved)
         fingerprints: dict[str, str] = {}
+        publishers = Counter(key for s in stages for key in s.publish)
         for order, stage in enumerate(stages):
             stage_dir = run_dir / stage.name
             inputs = {}
@@ -315,7 +317,10 @@ def run_pipeline(
             manifest = read_manifest(stage_dir)
             for key in stage.publish:
                 src = stage_dir / manifest["outputs"][key]["path"]
-                with atomic_path(run_dir / src.name) as tmp:
+                # several stages publishing one key (e.g. one evaluation per route) each
+                # get their own name; the report publishes the main route's metrics.json
+                name = f"{stage.name}_{src.name}" if publishers[key] > 1 else src.name
+                with atomic_path(run_dir / name) as tmp:
                     shutil.copyfile(src, tmp)
             if until == stage.name:
                 break

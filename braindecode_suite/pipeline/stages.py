@@ -560,15 +560,19 @@ class Report(Stage):
     kind = "report"
     reads = ("metrics", "reconstructions", "stimuli")
     gathers = ("reconstructions", "metrics", "captions", "meshes")
-    writes = ("grid", "report_html")
-    publish = ("grid", "report_html")
+    writes = ("grid", "report_html", "summary")
+    publish = ("grid", "report_html", "summary")
 
     class Config(StageConfig):
         title: str = "braindecode_suite run"
         n_grid: int = Field(16, ge=1)
 
     def run(self, ctx):
+        import shutil
+
         stim = _read_stimuli(ctx.input("stimuli"))
+        # the main route's metrics, published as <run>/metrics.json
+        shutil.copyfile(ctx.input("metrics"), ctx.output("summary", "metrics.json"))
         build_report(
             metrics_path=ctx.input("metrics"),
             reconstructions_path=ctx.input("reconstructions"),
