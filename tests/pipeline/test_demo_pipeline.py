@@ -33,6 +33,17 @@ def test_demo_end_to_end_and_cached_rerun(tmp_path):
         "decode",
         "reconstruct",
         "evaluate",
+        "recon_takagi",
+        "recon_takagi_depth",
+        "recon_mindeye2",
+        "recon_braindiffuser",
+        "evaluate_takagi",
+        "evaluate_takagi_depth",
+        "evaluate_mindeye2",
+        "evaluate_braindiffuser",
+        "captions_retrieval",
+        "captions_clipcap",
+        "recon_3d",
         "report",
     ]
     for name in ("metrics.json", "reconstructions.png", "report.html"):
@@ -47,6 +58,38 @@ def test_demo_end_to_end_and_cached_rerun(tmp_path):
     html = (run_dir / "report.html").read_text()
     assert "SIMULATED" in html and "REAL ImageNet weights" in html
     assert html.index("SIMULATED") < html.index("Metrics")
+    # every route ran on the 8 test stimuli and the report shows each, saying weights are random
+    from braindecode_suite.datasets import read_nsd_captions
+    from braindecode_suite.features import FeatureStore
+
+    test_ids = FeatureStore(run_dir / "reconstruct" / "reconstructions.h5").stimulus_ids
+    for route in ("recon_takagi", "recon_takagi_depth", "recon_mindeye2", "recon_braindiffuser"):
+        store = FeatureStore(run_dir / route / "reconstructions.h5")
+        assert list(store.stimulus_ids) == list(test_ids)
+        assert store.read("image").shape == (8, 64, 64, 3)
+        assert f"Route &#x27;{route}&#x27;" in html
+        ev = json.loads((run_dir / f"evaluate_{route[6:]}" / "metrics.json").read_text())
+        assert {"pixcorr", "ssim"} <= set(ev) and -1 <= ev["pixcorr"]["mean"] <= 1
+    assert "RANDOM tiny weights" in html
+    for route in ("captions_retrieval", "captions_clipcap"):
+        caps = json.loads((run_dir / route / "captions.json").read_text())
+        assert sorted(caps["captions"]) == sorted(str(i) for i in test_ids)
+        assert f"Captions: route &#x27;{route}&#x27;" in html or f"route '{route}'" in html
+    # retrieval returns first captions of training stimuli (the bank)
+    from braindecode_suite.pipeline._artifacts import load_trials
+
+    trials = load_trials(run_dir / "fmri" / "trials.h5")
+    train_ids = sorted(set(trials.stimulus_ids[trials.split == "train"].tolist()))
+    bank = {cs[0] for cs in read_nsd_captions(run_dir / "simulate" / "nsd", train_ids)}
+    caps = json.loads((run_dir / "captions_retrieval" / "captions.json").read_text())
+    assert set(caps["captions"].values()) <= bank
+    index = json.loads((run_dir / "recon_3d" / "meshes" / "index.json").read_text())
+    assert len(index["items"]) == 2 and index["no_surface"] == sorted(index["items"])
+    from PIL import Image
+
+    gif = Image.open(run_dir / "recon_3d" / "meshes" / f"{sorted(index['items'])[0]}_turntable.gif")
+    assert gif.size == (32, 32)
+
     # the NSD adapter read the demo data: 8 averaged test trials, 80+ training trials
     fmri = json.loads((run_dir / "fmri" / "manifest.json").read_text())
     assert fmri["extra"]["n_test"] == 8 and fmri["extra"]["n_train"] >= 80
