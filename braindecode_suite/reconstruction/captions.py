@@ -38,6 +38,7 @@ from torch import nn
 
 from ..features.extractors import check_images
 from ..utils.devices import resolve_device, resolve_dtype
+from ..utils.hub import explain_missing_weights
 from ..utils.io import atomic_dir
 from ..utils.logging import logger
 from ..utils.tiny import (
@@ -47,8 +48,10 @@ from ..utils.tiny import (
     is_tiny,
     parse_tiny,
     tiny_cache_dir,
+    tiny_clip_image_processor,
 )
 from ..utils.validation import BadInputError, BadTypeError, check_positive_int, check_type
+from ._common import as_tensor
 
 __all__ = [
     "ClipPrefixCaptioner",
@@ -89,20 +92,10 @@ def _as_numpy_2d(name: str, value, shape_doc: str) -> np.ndarray:
 
 
 def _as_tensor(name: str, value, ndim: int, shape_doc: str) -> torch.Tensor:
-    t = (
-        value.detach().cpu()
-        if isinstance(value, torch.Tensor)
-        else torch.as_tensor(np.asarray(value, dtype=np.float32))
-    )
-    if t.ndim != ndim:
-        raise BadInputError(f"{name} must have shape {shape_doc}, got {tuple(t.shape)} instead.")
-    if not t.is_floating_point():
-        t = t.float()
-    if not torch.isfinite(t).all():
-        raise BadInputError(f"{name} contains NaN or inf values.")
+    t = as_tensor(name, value, ndim, shape_doc)
     if len(t) == 0:
         raise BadInputError(f"{name} must contain at least one row, got 0.")
-    return t.float()
+    return t
 
 
 def _check_captions(name: str, captions, n: int | None = None) -> list[str]:
@@ -140,16 +133,6 @@ def _quiet_transformers():
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
-
-
-def _offline_error(what: str, name, err: Exception, extra: str = "") -> BadInputError:
-    return BadInputError(
-        f"Could not load the {what} {str(name)!r}: {' '.join(str(err).split()).rstrip('.')}. "
-        "Download it first "
-        f"while online (e.g. `huggingface-cli download {name}`, or run once without "
-        f"HF_HUB_OFFLINE=1), or pass the path of a local folder saved with "
-        f"`save_pretrained(...)`.{extra}"
-    )
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
@@ -720,10 +703,9 @@ def _resolve_folder(what: str, folder_or_id) -> Path:
         raise BadInputError(f"{what} folder {name!r} does not exist or is not a directory.")
     from huggingface_hub import snapshot_download
 
-    try:
+    # offline cache miss (OSError), HTTP or repository errors
+    with explain_missing_weights(what, name, errors=(Exception,)):
         return Path(snapshot_download(name))
-    except Exception as err:  # offline cache miss (OSError), HTTP or repository errors
-        raise _offline_error(what, name, err) from err
 
 
 def _tiny_gpt2(seed: int):
@@ -817,11 +799,8 @@ def load_clip_prefix_captioner(
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype)
-    try:
-        with _quiet_transformers():
-            lm = AutoModelForCausalLM.from_pretrained(str(model_id_or_path), dtype=torch_dtype)
-    except OSError as err:
-        raise _offline_error("language model", model_id_or_path, err) from err
+    with explain_missing_weights("language model", model_id_or_path), _quiet_transformers():
+        lm = AutoModelForCausalLM.from_pretrained(str(model_id_or_path), dtype=torch_dtype)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = ClipPrefixCaptioner(lm, clip_dim, prefix_length)
@@ -834,7 +813,7 @@ def _tiny_git_folder(seed: int) -> Path:
     folder = tiny_cache_dir() / f"git-captioner-s{seed}-v{TINY_VERSION}"
     if (folder / "config.json").is_file() and (folder / "processor_config.json").is_file():
         return folder
-    from transformers import CLIPImageProcessor, GitConfig, GitForCausalLM, GitProcessor
+    from transformers import GitConfig, GitForCausalLM, GitProcessor
 
     # larger-than-default init so that different images give different random captions
     init = 0.2
@@ -864,11 +843,8 @@ def _tiny_git_folder(seed: int) -> Path:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = GitForCausalLM(config)
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": 32},
-        crop_size={"height": 32, "width": 32},
-        image_mean=list(_CLIP_MEAN),
-        image_std=list(_CLIP_STD),
+    image_processor = tiny_clip_image_processor(
+        image_mean=list(_CLIP_MEAN), image_std=list(_CLIP_STD)
     )
     processor = GitProcessor(image_processor=image_processor, tokenizer=clip_tokenizer())
     with atomic_dir(folder) as tmp, _quiet_transformers():
@@ -917,12 +893,9 @@ def load_git_captioner(
     else:
         check_type("model_id_or_path", model_id_or_path, (str, os.PathLike))
         source = model_id_or_path
-    try:
-        with _quiet_transformers():
-            model = GitForCausalLM.from_pretrained(str(source), dtype=torch_dtype)
-            processor = AutoProcessor.from_pretrained(str(source))
-    except OSError as err:
-        raise _offline_error("GIT captioner", model_id_or_path, err) from err
+    with explain_missing_weights("GIT captioner", model_id_or_path), _quiet_transformers():
+        model = GitForCausalLM.from_pretrained(str(source), dtype=torch_dtype)
+        processor = AutoProcessor.from_pretrained(str(source))
     return model.to(torch_device).eval(), processor
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..utils.devices import resolve_device, resolve_dtype
+from ..utils.hub import explain_missing_weights
 from ..utils.io import atomic_dir
 from ..utils.logging import logger
 from ..utils.tiny import (
@@ -29,8 +30,19 @@ from ..utils.tiny import (
     tiny_sd_components,
     tiny_sd_img2img_folder,
 )
-from ..utils.validation import BadInputError, check_positive_int
-from .diffusion import _as_tensor
+from ..utils.validation import BadInputError
+from ._common import (
+    as_tensor,
+    check_pipeline,
+    check_rows,
+    check_sampling,
+    decode_init_latents,
+    img2img_batches,
+    init_latents_tensor,
+    negative_embeds,
+    prompt_embeds_tensor,
+    to_uint8,
+)
 
 __all__ = [
     "DEFAULT_CONTROLNET",
@@ -84,14 +96,6 @@ def tiny_controlnet_folder(seed: int = 0) -> Path:
     with atomic_dir(folder) as tmp:
         controlnet.save_pretrained(tmp)
     return folder
-
-
-def _offline_error(what: str, name, err: Exception) -> BadInputError:
-    return BadInputError(
-        f"Could not load the {what} {str(name)!r}: {str(err).rstrip('.')}. Download it first "
-        f"while online (e.g. `huggingface-cli download {name}`, or run once without "
-        "HF_HUB_OFFLINE=1), or pass the path of a local folder saved with `save_pretrained(...)`."
-    )
 
 
 def load_controlnet_img2img_pipeline(
@@ -148,13 +152,11 @@ def load_controlnet_img2img_pipeline(
     controlnet_source = (
         tiny_controlnet_folder(parse_tiny(controlnet)) if is_tiny(controlnet) else controlnet
     )
-    try:
+    with explain_missing_weights("ControlNet", controlnet):
         controlnet_model = ControlNetModel.from_pretrained(
             str(controlnet_source), dtype=torch_dtype
         )
-    except OSError as err:
-        raise _offline_error("ControlNet", controlnet, err) from err
-    try:
+    with explain_missing_weights("Stable Diffusion pipeline", model_id_or_path):
         pipe = StableDiffusionControlNetImg2ImgPipeline.from_pretrained(
             str(model_id_or_path),
             controlnet=controlnet_model,
@@ -162,8 +164,6 @@ def load_controlnet_img2img_pipeline(
             safety_checker=None,
             requires_safety_checker=False,
         )
-    except OSError as err:
-        raise _offline_error("Stable Diffusion pipeline", model_id_or_path, err) from err
     pipe = pipe.to(torch_device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -195,37 +195,17 @@ def _controlnet_img2img_float(
     batch_size=4,
 ) -> np.ndarray:
     """Same as :func:`reconstruct_img2img_depth` but returns float images in [0, 1]."""
-    import torch
-
-    if pipeline is None or not all(hasattr(pipeline, a) for a in ("vae", "unet", "controlnet")):
-        raise BadInputError(
-            "pipeline must be a diffusers StableDiffusionControlNetImg2ImgPipeline "
-            f"(see load_controlnet_img2img_pipeline), got {type(pipeline).__name__} instead."
-        )
-    z = _as_tensor("init_latents", init_latents, 4, "(n_images, channels, h, w)")
-    c = _as_tensor("prompt_embeds", prompt_embeds, 3, "(n_images, seq_len, dim)")
-    depth = _as_tensor("depth_maps", depth_maps, 3, "(n_images, height, width)")
+    check_pipeline(
+        pipeline,
+        ("vae", "unet", "controlnet"),
+        "StableDiffusionControlNetImg2ImgPipeline",
+        "load_controlnet_img2img_pipeline",
+    )
+    z = init_latents_tensor(init_latents, pipeline.vae)
     n = len(z)
-    if n == 0:
-        raise BadInputError("init_latents must contain at least one image, got 0.")
-    latent_channels = pipeline.vae.config.latent_channels
-    if z.shape[1] != latent_channels:
-        raise BadInputError(
-            f"init_latents must have {latent_channels} channels (pipeline.vae latent_channels), "
-            f"got {z.shape[1]} (shape {tuple(z.shape)}) instead."
-        )
-    for name, value in (("prompt_embeds", c), ("depth_maps", depth)):
-        if len(value) != n:
-            raise BadInputError(
-                f"{name} must have one row per image: got {len(value)} rows, "
-                f"expected {n} (the number of init_latents)."
-            )
-    width = pipeline.unet.config.cross_attention_dim
-    if c.shape[2] != width:
-        raise BadInputError(
-            f"prompt_embeds last dimension must be {width} (the UNet's cross_attention_dim), "
-            f"got {c.shape[2]} (shape {tuple(c.shape)}) instead."
-        )
+    c = prompt_embeds_tensor(prompt_embeds, n, pipeline.unet)
+    depth = as_tensor("depth_maps", depth_maps, 3, "(n_images, height, width)")
+    check_rows("depth_maps", depth, n)
     if depth.shape[1] < 2 or depth.shape[2] < 2:
         raise BadInputError(
             f"depth_maps must be at least 2×2 pixels, got shape {tuple(depth.shape)} instead."
@@ -242,45 +222,34 @@ def _controlnet_img2img_float(
             f"controlnet_conditioning_scale must be a finite number >= 0, got "
             f"{controlnet_conditioning_scale} instead."
         )
-    if not 0 < float(strength) <= 1:
-        raise BadInputError(f"strength must be in (0, 1], got {strength} instead.")
-    num_inference_steps = check_positive_int("num_inference_steps", num_inference_steps)
-    batch_size = check_positive_int("batch_size", batch_size)
-    seed = check_positive_int("seed", seed, minimum=0)
+    # classifier-free guidance (guidance_scale > 1): zeros as the unconditional embedding
+    nc = negative_embeds(None, c, guidance_scale)
+    strength, num_inference_steps, batch_size, seed = check_sampling(
+        strength, num_inference_steps, batch_size, seed
+    )
 
-    vae = pipeline.vae
-    device = pipeline.device
-    dtype = vae.dtype
-    scaling = getattr(vae.config, "scaling_factor", 1.0)
-    out = []
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        with torch.no_grad():
-            decoded = vae.decode(z[start:stop].to(device, dtype) / scaling).sample
-        # [-1, 1] -> [0, 1]: the pipeline's image processor normalises back
-        init_images = (decoded.float() / 2 + 0.5).clamp(0, 1)
-        height, width_px = init_images.shape[-2:]
-        control = _depth_control_images(depth[start:stop], height, width_px)
-        cb = c[start:stop].to(device, dtype)
-        kwargs = {}
-        if guidance_scale > 1:  # classifier-free guidance: zeros as the unconditional embedding
-            kwargs["negative_prompt_embeds"] = torch.zeros_like(cb)
-        result = pipeline(
-            prompt_embeds=cb,
-            image=init_images,
-            control_image=control.to(device),
-            height=height,
-            width=width_px,
-            controlnet_conditioning_scale=scale,
-            strength=float(strength),
-            guidance_scale=float(guidance_scale),
-            num_inference_steps=num_inference_steps,
-            generator=[torch.Generator().manual_seed(seed + i) for i in range(start, stop)],
-            output_type="np",
-            **kwargs,
-        )
-        out.append(np.asarray(result.images, dtype=np.float32))
-    return np.concatenate(out)
+    def init_batch(start, stop):
+        init_images = decode_init_latents(pipeline.vae, z[start:stop], pipeline.device)
+        height, width = init_images.shape[-2:]
+        control = _depth_control_images(depth[start:stop], height, width)
+        return init_images, {
+            "control_image": control.to(pipeline.device),
+            "height": height,
+            "width": width,
+        }
+
+    return img2img_batches(
+        pipeline,
+        c,
+        nc,
+        init_batch,
+        batch_size=batch_size,
+        seed=seed,
+        controlnet_conditioning_scale=scale,
+        strength=strength,
+        guidance_scale=float(guidance_scale),
+        num_inference_steps=num_inference_steps,
+    )
 
 
 def reconstruct_img2img_depth(
@@ -344,4 +313,4 @@ def reconstruct_img2img_depth(
         seed=seed,
         batch_size=batch_size,
     )
-    return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+    return to_uint8(images)

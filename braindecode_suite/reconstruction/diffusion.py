@@ -15,8 +15,20 @@ from __future__ import annotations
 import numpy as np
 
 from ..utils.devices import resolve_device, resolve_dtype
+from ..utils.hub import explain_missing_weights
 from ..utils.tiny import TINY_SD_HIDDEN, is_tiny, parse_tiny, tiny_sd_img2img_folder
-from ..utils.validation import BadInputError, check_positive_int
+from ..utils.validation import BadInputError
+from ._common import (
+    check_pipeline,
+    check_sampling,
+    decode_init_latents,
+    img2img_batches,
+    init_images_tensor,
+    init_latents_tensor,
+    negative_embeds,
+    prompt_embeds_tensor,
+    to_uint8,
+)
 
 __all__ = ["load_img2img_pipeline", "reconstruct_img2img"]
 
@@ -57,52 +69,16 @@ def load_img2img_pipeline(
         model_id_or_path = tiny_sd_img2img_folder(
             parse_tiny(model_id_or_path), cross_attention_dim=cross_attention_dim
         )
-    try:
+    with explain_missing_weights("Stable Diffusion img2img pipeline", model_id_or_path):
         pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
             str(model_id_or_path),
             dtype=torch_dtype,
             safety_checker=None,
             requires_safety_checker=False,
         )
-    except OSError as err:
-        raise BadInputError(
-            f"Could not load the Stable Diffusion img2img pipeline {str(model_id_or_path)!r}: "
-            f"{str(err).rstrip('.')}. Download it first while online (e.g. `huggingface-cli download "
-            f"{model_id_or_path}`, or run once without HF_HUB_OFFLINE=1), or pass the path "
-            "of a local folder saved with `pipeline.save_pretrained(...)`."
-        ) from err
     pipe = pipe.to(torch_device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-def _as_tensor(name, value, ndim, shape_doc):
-    import torch
-
-    t = (
-        value.detach().cpu()
-        if isinstance(value, torch.Tensor)
-        else torch.as_tensor(np.asarray(value, dtype=np.float32))
-    )
-    if t.ndim != ndim:
-        raise BadInputError(f"{name} must have shape {shape_doc}, got {tuple(t.shape)} instead.")
-    t = t.float()
-    if not torch.isfinite(t).all():
-        raise BadInputError(f"{name} contains NaN or inf values.")
-    return t
-
-
-def _init_images_float(init_images) -> np.ndarray:
-    """uint8 (n, H, W, 3) or float [0, 1] images -> float32 (n, 3, H, W) in [0, 1]."""
-    a = np.asarray(init_images)
-    if a.ndim != 4 or a.shape[-1] != 3:
-        raise BadInputError(
-            f"init_images must have shape (n_images, height, width, 3), got {a.shape} instead."
-        )
-    a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
-    if not np.all(np.isfinite(a)):
-        raise BadInputError("init_images contains NaN or inf values.")
-    return np.ascontiguousarray(np.clip(a, 0, 1).transpose(0, 3, 1, 2))
 
 
 def _img2img_float(
@@ -119,99 +95,43 @@ def _img2img_float(
     negative_prompt_embeds=None,
 ) -> np.ndarray:
     """Same as :func:`reconstruct_img2img` but returns float images in [0, 1]."""
-    import torch
-
-    if pipeline is None or not hasattr(pipeline, "vae") or not hasattr(pipeline, "unet"):
-        raise BadInputError(
-            "pipeline must be a diffusers StableDiffusionImg2ImgPipeline "
-            f"(see load_img2img_pipeline), got {type(pipeline).__name__} instead."
-        )
+    check_pipeline(
+        pipeline, ("vae", "unet"), "StableDiffusionImg2ImgPipeline", "load_img2img_pipeline"
+    )
     if (init_latents is None) == (init_images is None):
         raise BadInputError(
             "Give exactly one of init_latents (predicted VAE latents) and init_images "
             "(e.g. the blurry low-level reconstruction), got "
             f"{'both' if init_latents is not None else 'neither'}."
         )
-    c = _as_tensor("prompt_embeds", prompt_embeds, 3, "(n_images, seq_len, dim)")
     if init_latents is not None:
-        z = _as_tensor("init_latents", init_latents, 4, "(n_images, channels, h, w)")
+        z = init_latents_tensor(init_latents, pipeline.vae)
         n = len(z)
-        latent_channels = pipeline.vae.config.latent_channels
-        if z.shape[1] != latent_channels:
-            raise BadInputError(
-                f"init_latents must have {latent_channels} channels (pipeline.vae "
-                f"latent_channels), got {z.shape[1]} (shape {tuple(z.shape)}) instead."
-            )
     else:
-        x = torch.from_numpy(_init_images_float(init_images))
+        x = init_images_tensor(init_images)
         n = len(x)
-    if n == 0:
-        raise BadInputError("init_latents / init_images must contain at least one image, got 0.")
-    if len(c) != n:
-        raise BadInputError(
-            f"prompt_embeds must have one row per image: got {len(c)} rows, "
-            f"expected {n} (the number of init images)."
-        )
-    width = pipeline.unet.config.cross_attention_dim
-    if c.shape[2] != width:
-        raise BadInputError(
-            f"prompt_embeds last dimension must be {width} (the UNet's cross_attention_dim), "
-            f"got {c.shape[2]} (shape {tuple(c.shape)}) instead."
-        )
-    nc = None
-    if negative_prompt_embeds is not None:
-        nc = np.asarray(
-            negative_prompt_embeds.detach().cpu()
-            if isinstance(negative_prompt_embeds, torch.Tensor)
-            else negative_prompt_embeds,
-            dtype=np.float32,
-        )
-        if nc.shape == c.shape[1:]:
-            nc = np.broadcast_to(nc, c.shape).copy()
-        nc = _as_tensor("negative_prompt_embeds", nc, 3, f"{tuple(c.shape)}")
-        if nc.shape != c.shape:
-            raise BadInputError(
-                f"negative_prompt_embeds must have shape {tuple(c.shape)} (like prompt_embeds), "
-                f"got {tuple(nc.shape)} instead."
-            )
-    elif guidance_scale > 1:
-        # classifier-free guidance needs an unconditional embedding: use zeros
-        nc = torch.zeros_like(c)
-    if not 0 < float(strength) <= 1:
-        raise BadInputError(f"strength must be in (0, 1], got {strength} instead.")
-    num_inference_steps = check_positive_int("num_inference_steps", num_inference_steps)
-    batch_size = check_positive_int("batch_size", batch_size)
-    seed = check_positive_int("seed", seed, minimum=0)
+    c = prompt_embeds_tensor(prompt_embeds, n, pipeline.unet)
+    nc = negative_embeds(negative_prompt_embeds, c, guidance_scale)
+    strength, num_inference_steps, batch_size, seed = check_sampling(
+        strength, num_inference_steps, batch_size, seed
+    )
 
-    vae = pipeline.vae
-    device = pipeline.device
-    dtype = vae.dtype
-    scaling = getattr(vae.config, "scaling_factor", 1.0)
-    out = []
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
+    def init_batch(start, stop):
         if init_latents is not None:
-            with torch.no_grad():
-                decoded = vae.decode(z[start:stop].to(device, dtype) / scaling).sample
-            # [-1, 1] -> [0, 1]: the pipeline's image processor normalises back
-            batch_images = (decoded.float() / 2 + 0.5).clamp(0, 1)
-        else:
-            batch_images = x[start:stop].to(device)
-        kwargs = {}
-        if nc is not None:
-            kwargs["negative_prompt_embeds"] = nc[start:stop].to(device, dtype)
-        result = pipeline(
-            prompt_embeds=c[start:stop].to(device, dtype),
-            image=batch_images,
-            strength=float(strength),
-            guidance_scale=float(guidance_scale),
-            num_inference_steps=num_inference_steps,
-            generator=[torch.Generator().manual_seed(seed + i) for i in range(start, stop)],
-            output_type="np",
-            **kwargs,
-        )
-        out.append(np.asarray(result.images, dtype=np.float32))
-    return np.concatenate(out)
+            return decode_init_latents(pipeline.vae, z[start:stop], pipeline.device), {}
+        return x[start:stop].to(pipeline.device), {}
+
+    return img2img_batches(
+        pipeline,
+        c,
+        nc,
+        init_batch,
+        batch_size=batch_size,
+        seed=seed,
+        strength=strength,
+        guidance_scale=float(guidance_scale),
+        num_inference_steps=num_inference_steps,
+    )
 
 
 def reconstruct_img2img(
@@ -280,4 +200,4 @@ def reconstruct_img2img(
         batch_size=batch_size,
         negative_prompt_embeds=negative_prompt_embeds,
     )
-    return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+    return to_uint8(images)

@@ -40,9 +40,16 @@ from pathlib import Path
 import numpy as np
 
 from ..utils.devices import resolve_device, resolve_dtype
+from ..utils.hub import explain_missing_weights
 from ..utils.io import atomic_dir, atomic_path
 from ..utils.logging import logger
-from ..utils.tiny import is_tiny, parse_tiny, tiny_cache_dir
+from ..utils.tiny import (
+    is_tiny,
+    parse_tiny,
+    tiny_cache_dir,
+    tiny_clip_image_processor,
+    tiny_clip_vision_config,
+)
 from ..utils.validation import BadInputError, BadTypeError, check_option, check_positive_int
 
 __all__ = [
@@ -81,7 +88,7 @@ def _tiny_shap_e_folder(seed: int) -> Path:
     import torch
     from diffusers import HeunDiscreteScheduler, PriorTransformer, ShapEImg2ImgPipeline
     from diffusers.pipelines.shap_e import ShapERenderer
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+    from transformers import CLIPVisionModel
 
     # the dimensions of diffusers' own dummy Shap-E img2img test components, with a
     # 32-px image encoder of patch 8 (16 tokens) so the image processor's output fits
@@ -89,15 +96,8 @@ def _tiny_shap_e_folder(seed: int) -> Path:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         image_encoder = CLIPVisionModel(
-            CLIPVisionConfig(
-                hidden_size=hidden,
-                image_size=32,
-                patch_size=8,
-                projection_dim=hidden,
-                intermediate_size=24,
-                num_attention_heads=2,
-                num_channels=3,
-                num_hidden_layers=2,
+            tiny_clip_vision_config(
+                hidden, hidden_size=hidden, intermediate_size=24, num_attention_heads=2
             )
         )
         torch.manual_seed(seed + 1)
@@ -130,16 +130,7 @@ def _tiny_shap_e_folder(seed: int) -> Path:
             n_output=12,
             background=(0.1, 0.1, 0.1),
         )
-    image_processor = CLIPImageProcessor(
-        size=32,
-        crop_size=32,
-        do_center_crop=True,
-        do_normalize=True,
-        do_resize=True,
-        image_mean=[0.48145466, 0.4578275, 0.40821073],
-        image_std=[0.26862954, 0.26130258, 0.27577711],
-        resample=3,
-    )
+    image_processor = tiny_clip_image_processor()
     # the scheduler configuration of openai/shap-e-img2img
     scheduler = HeunDiscreteScheduler(
         beta_schedule="exp",
@@ -199,16 +190,12 @@ def load_shap_e_pipeline(
             "Shap-E %r has random weights: its latents, meshes and renders are meaningless.",
             model_id_or_path,
         )
-    try:
+    with explain_missing_weights(
+        "Shap-E img2img pipeline",
+        model_id_or_path,
+        hint="; model_id_or_path='tiny' gives a random-weights pipeline for testing",
+    ):
         pipe = ShapEImg2ImgPipeline.from_pretrained(str(source), dtype=torch_dtype)
-    except OSError as err:
-        raise BadInputError(
-            f"Could not load the Shap-E img2img pipeline {str(model_id_or_path)!r}: "
-            f"{str(err).rstrip('.')}. Download it first while online (e.g. `huggingface-cli "
-            f"download {model_id_or_path}`, or run once without HF_HUB_OFFLINE=1), or pass the "
-            "path of a local folder saved with `pipeline.save_pretrained(...)`; "
-            "model_id_or_path='tiny' gives a random-weights pipeline for testing."
-        ) from err
     pipe = pipe.to(torch_device)
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -82,6 +82,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..utils.devices import resolve_device, resolve_dtype
+from ..utils.hub import explain_missing_weights
 from ..utils.io import atomic_dir
 from ..utils.logging import logger
 from ..utils.tiny import (
@@ -91,9 +92,22 @@ from ..utils.tiny import (
     is_tiny,
     parse_tiny,
     tiny_cache_dir,
+    tiny_clip_image_processor,
+    tiny_clip_text_config,
+    tiny_clip_vision_config,
     tiny_sd_components,
+    tiny_unet_config,
 )
 from ..utils.validation import BadInputError, check_positive_int
+from ._common import (
+    as_tensor,
+    check_pipeline,
+    check_rows,
+    check_sampling,
+    generators,
+    init_images_tensor,
+    to_uint8,
+)
 
 __all__ = [
     "DEFAULT_UNCLIP_MODEL",
@@ -115,15 +129,6 @@ VD_IMAGE_TOKENS = 257
 
 
 # ----------------------------------------------------------------------- loaders
-def _offline_error(what: str, model_id_or_path, err: Exception) -> BadInputError:
-    return BadInputError(
-        f"Could not load the {what} {str(model_id_or_path)!r}: {str(err).rstrip('.')}. Download "
-        f"it first while online (e.g. `huggingface-cli download {model_id_or_path}`, or run once "
-        "without HF_HUB_OFFLINE=1), or pass the path of a local folder saved with "
-        "`pipeline.save_pretrained(...)`."
-    )
-
-
 def _tiny_unclip_folder(seed: int, embed_dim: int = TINY_UNCLIP_EMBED_DIM):
     """Build (once) and save a tiny random ``StableUnCLIPImg2ImgPipeline``."""
     folder = tiny_cache_dir() / f"sd-unclip-e{embed_dim}-s{seed}-v{TINY_VERSION}"
@@ -134,42 +139,19 @@ def _tiny_unclip_folder(seed: int, embed_dim: int = TINY_UNCLIP_EMBED_DIM):
     from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import (
         StableUnCLIPImageNormalizer,
     )
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        CLIPVisionModelWithProjection,
-    )
+    from transformers import CLIPVisionModelWithProjection
 
     parts = tiny_sd_components(seed, TINY_SD_HIDDEN)
     with torch.random.fork_rng():
         torch.manual_seed(seed + 10)
         unet = UNet2DConditionModel(
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            sample_size=8,
-            in_channels=4,
-            out_channels=4,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=TINY_SD_HIDDEN,
-            norm_num_groups=8,
-            attention_head_dim=8,
+            **tiny_unet_config(TINY_SD_HIDDEN),
             # the noised image embedding and its noise-level embedding, concatenated
             class_embed_type="projection",
             projection_class_embeddings_input_dim=2 * embed_dim,
         )
         torch.manual_seed(seed + 11)
-        image_encoder = CLIPVisionModelWithProjection(
-            CLIPVisionConfig(
-                hidden_size=32,
-                intermediate_size=64,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-                image_size=32,
-                patch_size=8,
-                projection_dim=embed_dim,
-            )
-        )
+        image_encoder = CLIPVisionModelWithProjection(tiny_clip_vision_config(embed_dim))
         torch.manual_seed(seed + 12)
         normalizer = StableUnCLIPImageNormalizer(embedding_dim=embed_dim)
         with torch.no_grad():
@@ -177,9 +159,7 @@ def _tiny_unclip_folder(seed: int, embed_dim: int = TINY_UNCLIP_EMBED_DIM):
             normalizer.mean.copy_(0.1 * torch.randn(1, embed_dim))
             normalizer.std.copy_(0.5 + torch.rand(1, embed_dim))
     pipe = StableUnCLIPImg2ImgPipeline(
-        feature_extractor=CLIPImageProcessor(
-            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-        ),
+        feature_extractor=tiny_clip_image_processor(),
         image_encoder=image_encoder,
         image_normalizer=normalizer,
         image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
@@ -230,10 +210,8 @@ def load_unclip_pipeline(
     if is_tiny(model_id_or_path):
         logger.info("unCLIP pipeline %r: random weights (tiny model).", model_id_or_path)
         model_id_or_path = _tiny_unclip_folder(parse_tiny(model_id_or_path))
-    try:
+    with explain_missing_weights("Stable unCLIP pipeline", model_id_or_path):
         pipe = StableUnCLIPImg2ImgPipeline.from_pretrained(str(model_id_or_path), dtype=torch_dtype)
-    except OSError as err:
-        raise _offline_error("Stable unCLIP pipeline", model_id_or_path, err) from err
     pipe = pipe.to(torch_device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -254,13 +232,7 @@ def _tiny_versatile_folder(seed: int, width: int = TINY_SD_HIDDEN):
     from diffusers.pipelines.deprecated.versatile_diffusion.modeling_text_unet import (
         UNetFlatConditionModel,
     )
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPTextConfig,
-        CLIPTextModelWithProjection,
-        CLIPVisionConfig,
-        CLIPVisionModelWithProjection,
-    )
+    from transformers import CLIPTextModelWithProjection, CLIPVisionModelWithProjection
 
     # vae, image UNet (cross_attention_dim = token width) and scheduler of tiny SD
     parts = tiny_sd_components(seed, width)
@@ -268,51 +240,15 @@ def _tiny_versatile_folder(seed: int, width: int = TINY_SD_HIDDEN):
         torch.manual_seed(seed + 20)
         # same blocks and widths as the image UNet: its attention blocks are taken
         # into the image UNet's dual transformers
-        text_unet = UNetFlatConditionModel(
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            sample_size=8,
-            in_channels=4,
-            out_channels=4,
-            down_block_types=("DownBlockFlat", "CrossAttnDownBlockFlat"),
-            up_block_types=("CrossAttnUpBlockFlat", "UpBlockFlat"),
-            cross_attention_dim=width,
-            norm_num_groups=8,
-            attention_head_dim=8,
-        )
+        text_unet = UNetFlatConditionModel(**tiny_unet_config(width, flat=True))
         torch.manual_seed(seed + 21)
-        text_encoder = CLIPTextModelWithProjection(
-            CLIPTextConfig(
-                bos_token_id=49406,
-                eos_token_id=49407,
-                pad_token_id=49407,
-                hidden_size=32,
-                intermediate_size=64,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-                vocab_size=49408,
-                max_position_embeddings=77,
-                projection_dim=width,
-            )
-        )
+        text_encoder = CLIPTextModelWithProjection(tiny_clip_text_config(32, projection_dim=width))
         torch.manual_seed(seed + 22)
         # 32 px / 2 px patches: 16 × 16 + 1 = 257 tokens, like ViT-L/14 at 224 px
-        image_encoder = CLIPVisionModelWithProjection(
-            CLIPVisionConfig(
-                hidden_size=32,
-                intermediate_size=64,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-                image_size=32,
-                patch_size=2,
-                projection_dim=width,
-            )
-        )
+        image_encoder = CLIPVisionModelWithProjection(tiny_clip_vision_config(width, patch_size=2))
     pipe = VersatileDiffusionPipeline(
         tokenizer=clip_tokenizer(),
-        image_feature_extractor=CLIPImageProcessor(
-            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-        ),
+        image_feature_extractor=tiny_clip_image_processor(),
         text_encoder=text_encoder,
         image_encoder=image_encoder,
         image_unet=parts["unet"],
@@ -429,7 +365,7 @@ def load_versatile_pipeline(
         )
         model_id_or_path = _tiny_versatile_folder(parse_tiny(model_id_or_path))
     path = str(model_id_or_path)
-    try:
+    with explain_missing_weights("Versatile Diffusion pipeline", model_id_or_path):
         # VersatileDiffusionDualGuidedPipeline.from_pretrained cannot load the text UNet
         # in diffusers 0.42: UNetFlatConditionModel lives in pipelines.deprecated, and
         # neither the library name the checkpoint's model_index.json gives it (the old
@@ -462,8 +398,6 @@ def load_versatile_pipeline(
             path, subfolder="image_feature_extractor"
         )
         parts["scheduler"] = scheduler_cls.from_pretrained(path, subfolder="scheduler")
-    except OSError as err:
-        raise _offline_error("Versatile Diffusion pipeline", model_id_or_path, err) from err
     # building the pipeline merges the text UNet's attention blocks into dual transformers
     pipe = VersatileDiffusionDualGuidedPipeline(**parts)
     pipe.remove_unused_weights()
@@ -474,75 +408,24 @@ def load_versatile_pipeline(
 
 
 # -------------------------------------------------------------------- validation
-def _as_tensor(name: str, value, ndim: int, shape_doc: str):
-    import torch
-
-    t = (
-        value.detach().cpu()
-        if isinstance(value, torch.Tensor)
-        else torch.as_tensor(np.asarray(value, dtype=np.float32))
-    )
-    if t.ndim != ndim:
-        raise BadInputError(f"{name} must have shape {shape_doc}, got {tuple(t.shape)} instead.")
-    t = t.float()
-    if not torch.isfinite(t).all():
-        raise BadInputError(f"{name} contains NaN or inf values.")
-    return t
-
-
-def _init_images_tensor(init_images, vae_scale_factor: int):
-    """uint8 (n, H, W, 3) or float [0, 1] images -> float32 tensor (n, 3, H, W) in [0, 1]."""
-    import torch
-
-    a = np.asarray(init_images)
-    if a.ndim != 4 or a.shape[-1] != 3:
-        raise BadInputError(
-            f"init_images must have shape (n_images, height, width, 3), got {a.shape} instead."
-        )
-    if len(a) == 0:
-        raise BadInputError("init_images must contain at least one image, got 0.")
-    a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
-    if not np.all(np.isfinite(a)):
-        raise BadInputError("init_images contains NaN or inf values.")
-    height, width = a.shape[1:3]
-    if height % vae_scale_factor or width % vae_scale_factor:
-        raise BadInputError(
-            f"init_images height and width must be multiples of {vae_scale_factor} (the "
-            f"pipeline's VAE downsampling factor), got {height} x {width} instead."
-        )
-    return torch.from_numpy(np.ascontiguousarray(np.clip(a, 0, 1).transpose(0, 3, 1, 2)))
-
-
-def _check_rows(name: str, t, n: int) -> None:
-    if len(t) != n:
-        raise BadInputError(
-            f"{name} must have one row per image: got {len(t)} rows, expected {n} "
-            "(the number of init images)."
-        )
-
-
 def _check_common(strength, guidance_scale, num_inference_steps, seed, batch_size):
+    strength, num_inference_steps, batch_size, seed = check_sampling(
+        strength, num_inference_steps, batch_size, seed
+    )
     try:
-        strength = float(strength)
         guidance_scale = float(guidance_scale)
     except (TypeError, ValueError) as err:
         raise BadInputError(
-            f"strength and guidance_scale must be numbers, got {strength!r} and "
-            f"{guidance_scale!r} instead."
+            f"guidance_scale must be a number, got {guidance_scale!r} instead."
         ) from err
-    if not 0 < strength <= 1:
-        raise BadInputError(f"strength must be in (0, 1], got {strength} instead.")
     if not math.isfinite(guidance_scale):
         raise BadInputError(f"guidance_scale must be a finite number, got {guidance_scale}.")
-    num_inference_steps = check_positive_int("num_inference_steps", num_inference_steps)
     if int(num_inference_steps * strength) < 1:
         raise BadInputError(
             f"strength * num_inference_steps must be >= 1 so that at least one denoising "
             f"step runs, got strength={strength} and num_inference_steps="
             f"{num_inference_steps} instead."
         )
-    batch_size = check_positive_int("batch_size", batch_size)
-    seed = check_positive_int("seed", seed, minimum=0)
     return strength, guidance_scale, num_inference_steps, seed, batch_size
 
 
@@ -612,14 +495,45 @@ def _sdedit_loop(
     return np.asarray(pipeline.image_processor.postprocess(image, output_type="np"), np.float32)
 
 
-def _to_uint8(images: np.ndarray) -> np.ndarray:
-    return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+def _sdedit_batches(
+    pipeline,
+    unet,
+    init_images,
+    make_predict_noise: Callable,
+    *,
+    seed: int,
+    batch_size: int,
+    strength: float,
+    guidance_scale: float,
+    num_inference_steps: int,
+) -> np.ndarray:
+    """:func:`_sdedit_loop` over batches of ``init_images``; float (n, H, W, 3) in [0, 1].
 
-
-def _generators(seed: int, start: int, stop: int):
+    Image ``i`` gets the generator ``seed + i``. ``make_predict_noise(start, stop,
+    gens)`` builds the conditioning of images ``start:stop`` (it may draw from
+    ``gens`` first) and returns their ``predict_noise``.
+    """
     import torch
 
-    return [torch.Generator().manual_seed(seed + i) for i in range(start, stop)]
+    n = len(init_images)
+    out = []
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            gens = generators(seed, start, stop)
+            out.append(
+                _sdedit_loop(
+                    pipeline,
+                    unet,
+                    init_images[start:stop],
+                    gens,
+                    make_predict_noise(start, stop, gens),
+                    strength=strength,
+                    guidance_scale=guidance_scale,
+                    num_inference_steps=num_inference_steps,
+                )
+            )
+    return np.concatenate(out)
 
 
 # ------------------------------------------------------------------------ unCLIP
@@ -657,21 +571,19 @@ def _unclip_float(
     """Same as :func:`reconstruct_unclip` but returns float images in [0, 1]."""
     import torch
 
-    if not all(
-        hasattr(pipeline, a)
-        for a in ("noise_image_embeddings", "encode_prompt", "image_normalizer", "unet", "vae")
-    ):
-        raise BadInputError(
-            "pipeline must be a diffusers StableUnCLIPImg2ImgPipeline (see "
-            f"load_unclip_pipeline), got {type(pipeline).__name__} instead."
-        )
+    check_pipeline(
+        pipeline,
+        ("noise_image_embeddings", "encode_prompt", "image_normalizer", "unet", "vae"),
+        "StableUnCLIPImg2ImgPipeline",
+        "load_unclip_pipeline",
+    )
     strength, guidance_scale, num_inference_steps, seed, batch_size = _check_common(
         strength, guidance_scale, num_inference_steps, seed, batch_size
     )
-    x = _init_images_tensor(init_images, pipeline.vae_scale_factor)
+    x = init_images_tensor(init_images, pipeline.vae_scale_factor)
     n = len(x)
-    e = _as_tensor("image_embeds", image_embeds, 2, "(n_images, embed_dim)")
-    _check_rows("image_embeds", e, n)
+    e = as_tensor("image_embeds", image_embeds, 2, "(n_images, embed_dim)")
+    check_rows("image_embeds", e, n)
     embed_dim = _unclip_embed_dim(pipeline)
     unet_dim = getattr(pipeline.unet.config, "projection_class_embeddings_input_dim", None)
     if e.shape[1] != embed_dim:
@@ -686,8 +598,8 @@ def _unclip_float(
             raise BadInputError(
                 f"Give prompt or prompt_embeds, not both (got prompt={prompt!r} and prompt_embeds)."
             )
-        c = _as_tensor("prompt_embeds", prompt_embeds, 3, "(n_images, seq_len, dim)")
-        _check_rows("prompt_embeds", c, n)
+        c = as_tensor("prompt_embeds", prompt_embeds, 3, "(n_images, seq_len, dim)")
+        check_rows("prompt_embeds", c, n)
         width = pipeline.unet.config.cross_attention_dim
         seq = pipeline.tokenizer.model_max_length
         if tuple(c.shape[1:]) != (seq, width):
@@ -709,49 +621,40 @@ def _unclip_float(
     unet = pipeline.unet
     device, dtype = pipeline.device, unet.dtype
     do_cfg = guidance_scale > 1.0
-    out = []
-    with torch.no_grad():
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            gens = _generators(seed, start, stop)
-            # 1. image conditioning, as the pipeline's _encode_image (noise drawn first)
-            labels = _noise_image_embeds(
-                pipeline, e[start:stop].to(device, dtype), noise_level, gens
-            )
-            # 2. text conditioning, as the pipeline's encode_prompt ("" is unconditional)
-            text, negative = pipeline.encode_prompt(
-                prompt=None if c is not None else [prompt] * (stop - start),
-                device=device,
-                num_images_per_prompt=1,
-                do_classifier_free_guidance=do_cfg,
-                prompt_embeds=None if c is None else c[start:stop].to(device, dtype),
-            )
-            if do_cfg:
-                text = torch.cat([negative, text])
-                labels = torch.cat([torch.zeros_like(labels), labels])
 
-            def predict_noise(latent_in, t, text=text, labels=labels):
-                return unet(
-                    latent_in,
-                    t,
-                    encoder_hidden_states=text,
-                    class_labels=labels,
-                    return_dict=False,
-                )[0]
+    def make_predict_noise(start, stop, gens):
+        # 1. image conditioning, as the pipeline's _encode_image (noise drawn first)
+        labels = _noise_image_embeds(pipeline, e[start:stop].to(device, dtype), noise_level, gens)
+        # 2. text conditioning, as the pipeline's encode_prompt ("" is unconditional)
+        text, negative = pipeline.encode_prompt(
+            prompt=None if c is not None else [prompt] * (stop - start),
+            device=device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=do_cfg,
+            prompt_embeds=None if c is None else c[start:stop].to(device, dtype),
+        )
+        if do_cfg:
+            text = torch.cat([negative, text])
+            labels = torch.cat([torch.zeros_like(labels), labels])
 
-            out.append(
-                _sdedit_loop(
-                    pipeline,
-                    unet,
-                    x[start:stop],
-                    gens,
-                    predict_noise,
-                    strength=strength,
-                    guidance_scale=guidance_scale,
-                    num_inference_steps=num_inference_steps,
-                )
-            )
-    return np.concatenate(out)
+        def predict_noise(latent_in, t):
+            return unet(
+                latent_in, t, encoder_hidden_states=text, class_labels=labels, return_dict=False
+            )[0]
+
+        return predict_noise
+
+    return _sdedit_batches(
+        pipeline,
+        unet,
+        x,
+        make_predict_noise,
+        seed=seed,
+        batch_size=batch_size,
+        strength=strength,
+        guidance_scale=guidance_scale,
+        num_inference_steps=num_inference_steps,
+    )
 
 
 def reconstruct_unclip(
@@ -823,7 +726,7 @@ def reconstruct_unclip(
         seed=seed,
         batch_size=batch_size,
     )
-    return _to_uint8(images)
+    return to_uint8(images)
 
 
 # ------------------------------------------------------------- Versatile Diffusion
@@ -855,14 +758,12 @@ def _versatile_float(
     """Same as :func:`reconstruct_versatile` but returns float images in [0, 1]."""
     import torch
 
-    if not all(
-        hasattr(pipeline, a)
-        for a in ("set_transformer_params", "image_unet", "text_encoder", "vae")
-    ):
-        raise BadInputError(
-            "pipeline must be a diffusers VersatileDiffusionDualGuidedPipeline (see "
-            f"load_versatile_pipeline), got {type(pipeline).__name__} instead."
-        )
+    check_pipeline(
+        pipeline,
+        ("set_transformer_params", "image_unet", "text_encoder", "vae"),
+        "VersatileDiffusionDualGuidedPipeline",
+        "load_versatile_pipeline",
+    )
     strength, guidance_scale, num_inference_steps, seed, batch_size = _check_common(
         strength, guidance_scale, num_inference_steps, seed, batch_size
     )
@@ -872,15 +773,15 @@ def _versatile_float(
         raise BadInputError(f"mix_ratio must be a number, got {mix_ratio!r} instead.") from err
     if not 0 <= mix_ratio <= 1:
         raise BadInputError(f"mix_ratio must be in [0, 1], got {mix_ratio} instead.")
-    x = _init_images_tensor(init_images, pipeline.vae_scale_factor)
+    x = init_images_tensor(init_images, pipeline.vae_scale_factor)
     n = len(x)
     width = pipeline.image_unet.config.cross_attention_dim
     n_text = pipeline.text_encoder.config.max_position_embeddings
     expected = {"image_tokens": (VD_IMAGE_TOKENS, width), "text_tokens": (n_text, width)}
     tokens = {}
     for name, value in (("image_tokens", image_tokens), ("text_tokens", text_tokens)):
-        t = _as_tensor(name, value, 3, "(n_images, n_tokens, dim)")
-        _check_rows(name, t, n)
+        t = as_tensor(name, value, 3, "(n_images, n_tokens, dim)")
+        check_rows(name, t, n)
         if tuple(t.shape[1:]) != expected[name]:
             raise BadInputError(
                 f"{name} must have shape (n_images, {expected[name][0]}, {expected[name][1]}) "
@@ -891,37 +792,35 @@ def _versatile_float(
     unet = pipeline.image_unet
     device, dtype = pipeline.device, unet.dtype
     do_cfg = guidance_scale > 1.0
-    out = []
     with torch.no_grad():
         uncond_text, uncond_image = _versatile_unconditional(pipeline)
-        uncond = torch.cat([uncond_text, uncond_image], dim=1).to(device, dtype)
-        # text tokens first, then image tokens; mix_ratio weighs the text branch
-        pipeline.set_transformer_params(mix_ratio, ("text", "image"))
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            gens = _generators(seed, start, stop)
-            cond = torch.cat(
-                [tokens["text_tokens"][start:stop], tokens["image_tokens"][start:stop]], dim=1
-            ).to(device, dtype)
-            if do_cfg:
-                cond = torch.cat([uncond.expand(stop - start, -1, -1), cond])
+    uncond = torch.cat([uncond_text, uncond_image], dim=1).to(device, dtype)
+    # text tokens first, then image tokens; mix_ratio weighs the text branch
+    pipeline.set_transformer_params(mix_ratio, ("text", "image"))
 
-            def predict_noise(latent_in, t, cond=cond):
-                return unet(latent_in, t, encoder_hidden_states=cond).sample
+    def make_predict_noise(start, stop, gens):
+        cond = torch.cat(
+            [tokens["text_tokens"][start:stop], tokens["image_tokens"][start:stop]], dim=1
+        ).to(device, dtype)
+        if do_cfg:
+            cond = torch.cat([uncond.expand(stop - start, -1, -1), cond])
 
-            out.append(
-                _sdedit_loop(
-                    pipeline,
-                    unet,
-                    x[start:stop],
-                    gens,
-                    predict_noise,
-                    strength=strength,
-                    guidance_scale=guidance_scale,
-                    num_inference_steps=num_inference_steps,
-                )
-            )
-    return np.concatenate(out)
+        def predict_noise(latent_in, t):
+            return unet(latent_in, t, encoder_hidden_states=cond).sample
+
+        return predict_noise
+
+    return _sdedit_batches(
+        pipeline,
+        unet,
+        x,
+        make_predict_noise,
+        seed=seed,
+        batch_size=batch_size,
+        strength=strength,
+        guidance_scale=guidance_scale,
+        num_inference_steps=num_inference_steps,
+    )
 
 
 def reconstruct_versatile(
@@ -986,4 +885,4 @@ def reconstruct_versatile(
         seed=seed,
         batch_size=batch_size,
     )
-    return _to_uint8(images)
+    return to_uint8(images)

@@ -35,8 +35,12 @@ __all__ = [
     "parse_tiny",
     "register_tiny_open_clip",
     "tiny_cache_dir",
+    "tiny_clip_image_processor",
+    "tiny_clip_text_config",
+    "tiny_clip_vision_config",
     "tiny_sd_components",
     "tiny_sd_img2img_folder",
+    "tiny_unet_config",
 ]
 
 #: bump when a tiny config changes, so stale cached folders are not reused
@@ -138,6 +142,71 @@ def clip_tokenizer(model_max_length: int = 77):
     )
 
 
+# -------------------------------------------------------------- configs of tiny parts
+def tiny_unet_config(cross_attention_dim: int = TINY_SD_HIDDEN, *, flat: bool = False) -> dict:
+    """Keyword arguments of the tiny SD UNet (8×8 latents, blocks (32, 64)).
+
+    ``flat=True`` names the blocks of Versatile Diffusion's ``UNetFlatConditionModel``
+    (``...BlockFlat``) instead of ``UNet2DConditionModel``'s (``...Block2D``).
+    """
+    kind = "Flat" if flat else "2D"
+    return {
+        "block_out_channels": (32, 64),
+        "layers_per_block": 1,
+        "sample_size": 8,
+        "in_channels": 4,
+        "out_channels": 4,
+        "down_block_types": (f"DownBlock{kind}", f"CrossAttnDownBlock{kind}"),
+        "up_block_types": (f"CrossAttnUpBlock{kind}", f"UpBlock{kind}"),
+        "cross_attention_dim": cross_attention_dim,
+        "norm_num_groups": 8,
+        "attention_head_dim": 8,
+    }
+
+
+def tiny_clip_text_config(hidden_size: int = 32, **overrides):
+    """A tiny ``CLIPTextConfig`` (2 layers, 4 heads) over the 49,408-token CLIP BPE."""
+    from transformers import CLIPTextConfig
+
+    kwargs = {
+        "bos_token_id": 49406,
+        "eos_token_id": 49407,
+        "pad_token_id": 49407,
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "vocab_size": 49408,
+        "max_position_embeddings": 77,
+    }
+    return CLIPTextConfig(**{**kwargs, **overrides})
+
+
+def tiny_clip_vision_config(projection_dim: int, *, patch_size: int = 8, **overrides):
+    """A tiny ``CLIPVisionConfig`` for 32-px images (width 32, 2 layers, 4 heads)."""
+    from transformers import CLIPVisionConfig
+
+    kwargs = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "image_size": 32,
+        "patch_size": patch_size,
+        "projection_dim": projection_dim,
+    }
+    return CLIPVisionConfig(**{**kwargs, **overrides})
+
+
+def tiny_clip_image_processor(size: int = 32, **overrides):
+    """A ``CLIPImageProcessor`` resizing and centre-cropping to ``size`` px (CLIP mean/std)."""
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}, **overrides
+    )
+
+
 # -------------------------------------------------------------- Stable Diffusion parts
 def tiny_sd_components(seed: int = 0, cross_attention_dim: int = TINY_SD_HIDDEN) -> dict:
     """Random tiny Stable Diffusion 1.x components (64-px images, 8× VAE downsampling).
@@ -147,7 +216,7 @@ def tiny_sd_components(seed: int = 0, cross_attention_dim: int = TINY_SD_HIDDEN)
     """
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextModel
 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -163,32 +232,9 @@ def tiny_sd_components(seed: int = 0, cross_attention_dim: int = TINY_SD_HIDDEN)
             sample_size=64,
         )
         torch.manual_seed(seed + 1)
-        unet = UNet2DConditionModel(
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            sample_size=8,
-            in_channels=4,
-            out_channels=4,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=cross_attention_dim,
-            norm_num_groups=8,
-            attention_head_dim=8,
-        )
+        unet = UNet2DConditionModel(**tiny_unet_config(cross_attention_dim))
         torch.manual_seed(seed + 2)
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                bos_token_id=49406,
-                eos_token_id=49407,
-                pad_token_id=49407,
-                hidden_size=cross_attention_dim,
-                intermediate_size=2 * cross_attention_dim,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-                vocab_size=49408,
-                max_position_embeddings=77,
-            )
-        )
+        text_encoder = CLIPTextModel(tiny_clip_text_config(cross_attention_dim))
     scheduler = DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
