@@ -2,8 +2,9 @@
 
 ``metrics`` computes PixCorr, SSIM, two-way identification, correlation distance, bootstrap
 intervals and mismatched-pair chance levels as brain-diffuser and MindEye do (see
-``EVALUATION_PROTOCOLS.md``); ``report`` draws stimulus/reconstruction grids and writes a
-self-contained ``report.html``.
+``EVALUATION_PROTOCOLS.md``); ``protocols`` runs each paper's whole protocol
+(``evaluate_protocol``) with the evaluation networks of ``networks``; ``report`` draws
+stimulus/reconstruction grids and writes a self-contained ``report.html``.
 """
 
 from .images import evaluate_images
@@ -11,25 +12,57 @@ from .metrics import (
     bootstrap_ci,
     compute_pixcorr,
     compute_ssim,
+    compute_ssim_columns,
     correlation_distance,
+    correlation_matrix,
     identification_pvalue,
     mismatched_baseline,
     resize_images,
+    two_way_from_correlation,
     two_way_identification,
+)
+from .networks import NETWORKS, FeatureNetwork, MissingWeights, Preprocess, load_network
+from .protocols import (
+    PAPER_COLUMNS,
+    PROTOCOLS,
+    PUBLISHED,
+    Protocol,
+    evaluate_protocol,
+    format_paper_table,
+    paper_table,
+    protocol_networks,
+    retrieval_top1,
 )
 from .report import make_grid, save_grid, write_report_html
 
 __all__ = [
+    "NETWORKS",
+    "PAPER_COLUMNS",
+    "PROTOCOLS",
+    "PUBLISHED",
+    "FeatureNetwork",
+    "MissingWeights",
+    "Preprocess",
+    "Protocol",
     "bootstrap_ci",
     "compute_pixcorr",
     "compute_ssim",
+    "compute_ssim_columns",
     "correlation_distance",
+    "correlation_matrix",
     "evaluate_images",
+    "evaluate_protocol",
+    "format_paper_table",
     "identification_pvalue",
+    "load_network",
     "make_grid",
     "mismatched_baseline",
+    "paper_table",
+    "protocol_networks",
     "resize_images",
+    "retrieval_top1",
     "save_grid",
+    "two_way_from_correlation",
     "two_way_identification",
     "write_report_html",
 ]

@@ -32,7 +32,13 @@ from collections.abc import Callable
 import numpy as np
 
 from ..utils.logging import logger
-from ..utils.validation import BadInputError, check_array, check_positive_int, check_type
+from ..utils.validation import (
+    BadInputError,
+    check_array,
+    check_option,
+    check_positive_int,
+    check_type,
+)
 
 __all__ = [
     "resize_images",
@@ -43,6 +49,9 @@ __all__ = [
     "correlation_distance",
     "bootstrap_ci",
     "mismatched_baseline",
+    "compute_ssim_columns",
+    "correlation_matrix",
+    "two_way_from_correlation",
 ]
 
 #: Images resized per call to ``interpolate``, to bound memory on large test sets.
@@ -409,3 +418,162 @@ def mismatched_baseline(
         raise BadInputError(f"a mismatched baseline needs at least 2 items, got {n_gt}.")
     perm = _derangement(n_gt, np.random.default_rng(random_state))
     return metric_fn(pred, np.asarray(gt)[perm], **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Added for the paper protocols (``protocols.py``): the variants the papers' code computes.
+
+
+def compute_ssim_columns(pred, gt, *, size: int = 425) -> np.ndarray:
+    """SSIM as brain-diffuser's pinned scikit-image (0.17.2) computed it: per pixel column.
+
+    brain-diffuser calls ``structural_similarity(gen_gray, gt_gray, multichannel=True,
+    gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0)`` on 2-D grey
+    images. scikit-image <= 0.19 then treats the *last* axis as channels: each pixel column
+    (a 1-D signal of ``size`` values) gets its own 1-D SSIM (11-tap Gaussian window), and the
+    image's score is their mean. scikit-image >= 0.20 dropped ``multichannel`` and silently
+    ignores it, so MindEye1/2 (scikit-image 0.20 / 0.22) scored the 2-D image, as
+    :func:`compute_ssim` does. Here the per-column variant is ``structural_similarity(...,
+    channel_axis=-1)`` on the grey images, which runs the same per-column computation.
+
+    Parameters
+    ----------
+    pred, gt : ndarray of shape (n_images, height, width, 3)
+        Reconstructions and stimuli, in the same order.
+    size : int
+        Common size (both are resized to ``size x size`` as in :func:`resize_images`).
+
+    Returns
+    -------
+    ssim : ndarray of shape (n_images,)
+    """
+    from skimage.color import rgb2gray
+    from skimage.metrics import structural_similarity
+
+    pred, gt = _check_pair(pred, gt)
+    pred_gray = rgb2gray(resize_images(pred, size))
+    gt_gray = rgb2gray(resize_images(gt, size))
+    return np.array(
+        [
+            structural_similarity(
+                p,
+                g,
+                channel_axis=-1,
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+                data_range=1.0,
+            )
+            for p, g in zip(pred_gray, gt_gray, strict=True)
+        ]
+    )
+
+
+#: Feature columns converted to float64 at a time in :func:`correlation_matrix` (memory bound).
+_CORR_CHUNK = 8192
+
+
+def _row_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row means and centred norms in float64, reading ``x`` in column chunks."""
+    n, d = x.shape
+    total = np.zeros(n)
+    for start in range(0, d, _CORR_CHUNK):
+        total += x[:, start : start + _CORR_CHUNK].sum(axis=1, dtype=np.float64)
+    mean = total / d
+    sq = np.zeros(n)
+    for start in range(0, d, _CORR_CHUNK):
+        block = x[:, start : start + _CORR_CHUNK].astype(np.float64) - mean[:, None]
+        sq += np.einsum("ij,ij->i", block, block)
+    return mean, np.sqrt(sq)
+
+
+def correlation_matrix(gt_features, pred_features) -> np.ndarray:
+    """Pearson correlations between every ground-truth item and every predicted item.
+
+    ``R[i, j] = corr(gt_features[i], pred_features[j])``, i.e. the off-diagonal block of
+    ``np.corrcoef(gt, pred)`` that brain-diffuser and MindEye take, computed in float64 while
+    reading the features in column chunks, so that AlexNet-sized features (~185,000 values per
+    image for 1,000 images) need no float64 copy of the whole matrix.
+
+    Parameters
+    ----------
+    gt_features, pred_features : ndarray of shape (n_items, ...)
+        Same number of items and the same size per item; each item is flattened.
+
+    Returns
+    -------
+    r : ndarray of shape (n_items, n_items)
+        NaN in the rows/columns of constant items (as ``np.corrcoef``), with a logged warning.
+    """
+    gt = check_array("gt_features", gt_features)
+    pred = check_array("pred_features", pred_features)
+    for name, arr in (("gt_features", gt), ("pred_features", pred)):
+        if arr.ndim < 2:
+            raise BadInputError(
+                f"{name} must have shape (n_items, n_features, ...), got shape {arr.shape}."
+            )
+        if arr.dtype.kind not in "biuf":
+            raise BadInputError(f"{name} must be numeric, got dtype {arr.dtype} instead.")
+    gt = gt.reshape(len(gt), -1)
+    pred = pred.reshape(len(pred), -1)
+    if gt.shape != pred.shape:
+        raise BadInputError(
+            f"gt_features and pred_features must have the same shape after flattening each "
+            f"item, got {gt.shape} and {pred.shape}."
+        )
+    gt_mean, gt_norm = _row_moments(gt)
+    pred_mean, pred_norm = _row_moments(pred)
+    r = np.zeros((len(gt), len(pred)))
+    for start in range(0, gt.shape[1], _CORR_CHUNK):
+        a = gt[:, start : start + _CORR_CHUNK].astype(np.float64) - gt_mean[:, None]
+        b = pred[:, start : start + _CORR_CHUNK].astype(np.float64) - pred_mean[:, None]
+        r += a @ b.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gt_norm = np.where(gt_norm > 0, gt_norm, np.nan)
+        pred_norm = np.where(pred_norm > 0, pred_norm, np.nan)
+        r = r / gt_norm[:, None] / pred_norm[None, :]
+    n_const = int(np.isnan(gt_norm).sum() + np.isnan(pred_norm).sum())
+    if n_const:
+        logger.warning(
+            "%d constant feature row(s): their correlations are NaN and count as failures.",
+            n_const,
+        )
+    return np.clip(r, -1.0, 1.0)
+
+
+def two_way_from_correlation(r, *, variant: str = "mindeye") -> np.ndarray:
+    """Two-way identification scores from a correlation matrix ``R[gt_i, pred_j]``.
+
+    Parameters
+    ----------
+    r : ndarray of shape (n_items, n_items)
+        ``R[i, j]``: correlation between ground truth ``i`` and reconstruction ``j`` (e.g.
+        :func:`correlation_matrix`, or its mean over several samples per image).
+    variant : 'mindeye' | 'takagi'
+        - ``'mindeye'`` (brain-diffuser, MindEye1/2): fix reconstruction ``j``; its score is
+          the fraction of ground truths ``i != j`` with ``R[i, j] < R[j, j]``.
+        - ``'takagi'`` (Takagi & Nishimoto): fix ground truth ``i``; its score is the fraction
+          of reconstructions ``j != i`` with ``R[i, j] < R[i, i]``.
+
+        Ties and NaN count as failures in both (strict ``<``, as the papers' code).
+
+    Returns
+    -------
+    scores : ndarray of shape (n_items,)
+        In [0, 1], chance 0.5; index ``j`` is the reconstruction (``'mindeye'``) or the
+        ground truth (``'takagi'``).
+    """
+    variant = check_option("variant", variant, ("mindeye", "takagi"))
+    r = check_array("r", r, ndim=2, finite=False)
+    n = r.shape[0]
+    if r.shape != (n, n):
+        raise BadInputError(f"r must be a square (n_items, n_items) matrix, got shape {r.shape}.")
+    if n < 2:
+        raise BadInputError(f"two-way identification needs at least 2 items, got {n}.")
+    r = r.astype(np.float64)
+    congruent = np.diag(r)
+    if variant == "mindeye":
+        success = r < congruent[np.newaxis, :]  # column j against its own diagonal
+        return success.sum(axis=0) / (n - 1)
+    success = r < congruent[:, np.newaxis]  # row i against its own diagonal
+    return success.sum(axis=1) / (n - 1)
