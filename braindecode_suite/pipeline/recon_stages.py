@@ -354,6 +354,9 @@ class Caption(Stage):
         model: str = Field("gpt2", description="clip_prefix: the language model (id, folder, tiny)")
         tokenizer: str = Field("gpt2", description="clip_prefix: tokenizer id/folder, or 'clip'")
         prefix_length: int = Field(10, ge=1)
+        captions_per_image: int | None = Field(
+            None, ge=1, description="clip_prefix: train on the first N captions of each image"
+        )
         epochs: int = Field(10, ge=1)
         lr: float = Field(2e-5, gt=0)
         batch_size: int = Field(32, ge=1)
@@ -411,7 +414,8 @@ class Caption(Stage):
                 c.model, ctx.device, clip_dim=true.shape[1], prefix_length=c.prefix_length,
                 seed=ctx.seed,
             )  # fmt: skip
-            pairs = [(e, s) for e, cs in zip(true, caps, strict=True) for s in cs]
+            per = c.captions_per_image
+            pairs = [(e, s) for e, cs in zip(true, caps, strict=True) for s in cs[:per]]
             losses = cap.fit(
                 np.stack([e for e, _ in pairs]),
                 [s for _, s in pairs],
