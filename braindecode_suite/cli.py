@@ -154,6 +154,38 @@ def run(
 
 
 @app.command()
+def evaluate(
+    pred: Annotated[Path, typer.Option(help="Folder of reconstructions.")],
+    gt: Annotated[Path, typer.Option(help="Folder of the stimuli (same names, or --pairs).")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default PRED/../eval).")] = None,
+    protocol: Annotated[
+        str, typer.Option(help="mindeye2 | mindeye | brain-diffuser | takagi")
+    ] = "mindeye2",
+    metrics: Annotated[
+        list[str] | None, typer.Option(help="Only these metrics (repeatable), e.g. PixCorr.")
+    ] = None,
+    pairs: Annotated[Path | None, typer.Option(help="CSV with 'pred' and 'gt' columns.")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the 95% CIs.")] = 1000,
+):
+    """Score any folder of reconstructions against the stimuli with a paper's protocol."""
+    from .evaluation.folders import evaluate_folders
+
+    out = out or pred.parent / f"{pred.name}_eval"
+    results = evaluate_folders(
+        pred, gt, out, protocol=protocol, metrics=metrics or None, pairs=pairs, device=device,
+        n_boot=n_boot,
+    )  # fmt: skip
+    _print_metrics(results)
+    missing = {
+        k: v["missing"] for k, v in results.items() if isinstance(v, dict) and "missing" in v
+    }
+    for name, why in missing.items():
+        _console().print(f"[yellow]{name}: not computed[/yellow]: {why}")
+    _console().print(f"metrics: {out / 'metrics.json'}, report: {out / 'report.html'}")
+
+
+@app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="A run directory, e.g. runs/demo.")]):
     """Summarise a run (stages, times, memory, metrics) and rewrite its report.html."""
     from rich.table import Table

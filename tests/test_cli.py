@@ -23,6 +23,7 @@ def bds(monkeypatch, capsys, *args):
     [
         [],
         ["demo"],
+        ["evaluate"],
         ["run"],
         ["datasets"],
         ["datasets", "list"],
@@ -133,3 +134,29 @@ def test_cache_commands_on_empty_cache(monkeypatch, capsys, tmp_path):
 def test_report_on_missing_run_dir(monkeypatch, capsys, tmp_path):
     code, _, err = bds(monkeypatch, capsys, "report", str(tmp_path / "nowhere"))
     assert code == 2 and "does not exist" in err
+
+
+def test_evaluate_two_folders(monkeypatch, capsys, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for side in ("p", "g"):
+        (tmp_path / side).mkdir()
+    for i in range(5):
+        gt = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
+        Image.fromarray(gt).save(tmp_path / "g" / f"{i}.png")
+        noisy = np.clip(gt + rng.normal(0, 40, gt.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(tmp_path / "p" / f"{i}.png")
+    code, out, err = bds(
+        monkeypatch, capsys, "evaluate", "--pred", str(tmp_path / "p"), "--gt",
+        str(tmp_path / "g"), "--metrics", "PixCorr", "--metrics", "Incep", "--n-boot", "20",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "PixCorr" in out and "Incep: not computed" in out
+    assert (tmp_path / "p_eval" / "metrics.json").is_file()
+    code, out, err = bds(
+        monkeypatch, capsys, "evaluate", "--pred", str(tmp_path / "p"), "--gt",
+        str(tmp_path / "nope"),
+    )  # fmt: skip
+    assert code == 2 and "gt_dir" in err + out

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils.io import atomic_path, write_json_atomic
 from ..utils.validation import BadInputError, check_path
 
-__all__ = ["IMAGE_SUFFIXES", "ImagePairs", "load_image_pairs"]
+__all__ = ["IMAGE_SUFFIXES", "ImagePairs", "evaluate_folders", "load_image_pairs"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -139,3 +140,104 @@ def load_image_pairs(pred_dir, gt_dir, *, pairs=None) -> ImagePairs:
         pred_files=pred_files,
         gt_files=gt_files,
     )
+
+
+def evaluate_folders(
+    pred_dir,
+    gt_dir,
+    out_dir,
+    *,
+    protocol: str = "mindeye2",
+    metrics=None,
+    pairs=None,
+    device: str = "auto",
+    batch_size: int = 32,
+    n_boot: int = 1000,
+    random_state: int = 0,
+    weights=None,
+    networks=None,
+) -> dict:
+    """Score a folder of reconstructions against a folder of stimuli with a paper's protocol.
+
+    Writes into ``out_dir`` (each file atomically): ``metrics.json`` (values, 95 % CIs, n,
+    protocol, weights used; metrics whose network weights are absent are listed as
+    missing with the reason), ``table.md`` (our row beside the published rows, laid out like
+    the papers' tables), one ``best_median_worst_<metric>.png`` per metric and ``report.html``.
+
+    Parameters
+    ----------
+    pred_dir, gt_dir, pairs
+        As for :func:`load_image_pairs`.
+    out_dir : path
+        Created if needed.
+    protocol, metrics, device, batch_size, n_boot, random_state, weights, networks
+        As for :func:`~braindecode_suite.evaluation.protocols.evaluate_protocol`.
+
+    Returns
+    -------
+    results : dict
+        What ``metrics.json`` holds.
+    """
+    import html
+
+    from .protocols import evaluate_protocol, format_paper_table, paper_table
+    from .report import save_grid, write_report_html
+
+    data = load_image_pairs(pred_dir, gt_dir, pairs=pairs)
+    results = evaluate_protocol(
+        data.pred,
+        data.gt,
+        protocol=protocol,
+        metrics=metrics,
+        device=device,
+        batch_size=batch_size,
+        n_boot=n_boot,
+        random_state=random_state,
+        weights=weights,
+        networks=networks,
+        per_item=True,
+    )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = {}
+    for name, entry in results.items():
+        values = entry.get("values") if isinstance(entry, dict) else None
+        if not values:
+            continue
+        v = np.asarray(values, dtype=float)
+        order = np.argsort(-v if entry.get("direction", "higher") == "higher" else v, kind="stable")
+        picks = [int(order[0]), int(order[len(order) // 2]), int(order[-1])]
+        path = out_dir / f"best_median_worst_{name.replace('/', '_')}.png"
+        save_grid(path, data.gt[picks], data.pred[picks], labels=("stimulus", name))
+        images[
+            f"{name}: best, median, worst reconstruction "
+            f"({', '.join(data.names[i] for i in picks)})"
+        ] = path
+    results["_meta"] = {
+        **results.get("_meta", {}),
+        "pred_dir": str(pred_dir),
+        "gt_dir": str(gt_dir),
+        "pairs": [[p.name, g.name] for p, g in zip(data.pred_files, data.gt_files, strict=True)],
+    }
+    write_json_atomic(out_dir / "metrics.json", results)
+    table = format_paper_table(paper_table(results, label=f"{Path(pred_dir).name} (ours)"))
+    with atomic_path(out_dir / "table.md") as tmp:
+        tmp.write_text(table + "\n")
+    shown = {
+        k: {kk: vv for kk, vv in v.items() if kk != "values"} if isinstance(v, dict) else v
+        for k, v in results.items()
+        if not k.startswith("_")
+    }
+    write_report_html(
+        out_dir / "report.html",
+        title=f"Evaluation of {pred_dir} ({protocol} protocol)",
+        metrics=shown,
+        images=images,
+        provenance=[
+            f"{len(data)} reconstruction/stimulus pairs from {pred_dir} and {gt_dir}, "
+            f"scored with the {protocol!r} protocol (docs/evaluation.md)."
+        ],
+        stages=[],
+        extra_html="<h2>Beside the published rows</h2>\n<pre>" + html.escape(table) + "</pre>",
+    )
+    return results

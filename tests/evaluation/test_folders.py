@@ -65,3 +65,28 @@ def test_errors(tmp_path):
     _write(tmp_path / "one_g", ["a"])
     with pytest.raises(BadInputError, match="at least 2 image pairs"):
         load_image_pairs(tmp_path / "one", tmp_path / "one_g")
+
+
+def test_evaluate_folders_identical_and_missing_network(tmp_path):
+    from braindecode_suite.evaluation.folders import evaluate_folders
+
+    imgs = _write(tmp_path / "gt", [f"s{i}" for i in range(6)], size=(40, 40), seed=4)
+    _write(tmp_path / "recon", [f"s{i}" for i in range(6)], size=(40, 40), seed=4)
+    res = evaluate_folders(
+        tmp_path / "recon",
+        tmp_path / "gt",
+        tmp_path / "out",
+        metrics=["PixCorr", "SSIM", "Alex2"],
+        n_boot=50,
+    )
+    # identical images: PixCorr and SSIM are 1 by definition
+    assert res["PixCorr"]["mean"] == pytest.approx(1.0, abs=1e-6)
+    assert res["SSIM"]["mean"] == pytest.approx(1.0, abs=1e-6)
+    # no AlexNet weights offline: reported missing with the reason, not faked
+    assert "missing" in res["Alex2"] and "alexnet" in res["Alex2"]["missing"].lower()
+    out = tmp_path / "out"
+    for name in ("metrics.json", "table.md", "report.html", "best_median_worst_PixCorr.png"):
+        assert (out / name).is_file(), name
+    table = (out / "table.md").read_text()
+    assert "recon (ours)" in table and "MindEye2" in table
+    assert len(imgs) == 6
