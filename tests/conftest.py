@@ -43,6 +43,21 @@ def _private_dirs(tmp_path_factory, monkeypatch):
     return base
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module of tiny models (use with ``usefixtures``).
+
+    Tiny models gain nothing from more threads, and on a busy 2-core machine the extra
+    OpenMP threads spin: one thread is several times faster there.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def shared_data():
     """The real recordings in ../shared/data (skipped when absent)."""

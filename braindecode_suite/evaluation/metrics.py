@@ -220,17 +220,24 @@ def compute_ssim(pred, gt, *, size: int = 425) -> np.ndarray:
     -------
     ssim : ndarray of shape (n_images,)
     """
+    return _grey_ssim(pred, gt, size, per_column=False)
+
+
+def _grey_ssim(pred, gt, size: int, *, per_column: bool) -> np.ndarray:
+    """SSIM of each resized grey pair; ``per_column`` scores each pixel column apart."""
     from skimage.color import rgb2gray
     from skimage.metrics import structural_similarity
 
     pred, gt = _check_pair(pred, gt)
     pred_gray = rgb2gray(resize_images(pred, size))
     gt_gray = rgb2gray(resize_images(gt, size))
+    extra = {"channel_axis": -1} if per_column else {}
     return np.array(
         [
             structural_similarity(
                 p,
                 g,
+                **extra,
                 gaussian_weights=True,
                 sigma=1.5,
                 use_sample_covariance=False,
@@ -447,26 +454,7 @@ def compute_ssim_columns(pred, gt, *, size: int = 425) -> np.ndarray:
     -------
     ssim : ndarray of shape (n_images,)
     """
-    from skimage.color import rgb2gray
-    from skimage.metrics import structural_similarity
-
-    pred, gt = _check_pair(pred, gt)
-    pred_gray = rgb2gray(resize_images(pred, size))
-    gt_gray = rgb2gray(resize_images(gt, size))
-    return np.array(
-        [
-            structural_similarity(
-                p,
-                g,
-                channel_axis=-1,
-                gaussian_weights=True,
-                sigma=1.5,
-                use_sample_covariance=False,
-                data_range=1.0,
-            )
-            for p, g in zip(pred_gray, gt_gray, strict=True)
-        ]
-    )
+    return _grey_ssim(pred, gt, size, per_column=True)
 
 
 #: Feature columns converted to float64 at a time in :func:`correlation_matrix` (memory bound).

@@ -14,14 +14,7 @@ from braindecode_suite.features.depth import DepthExtractor, tiny_depth_folder  
 from braindecode_suite.utils import BadInputError  # noqa: E402
 from braindecode_suite.utils.validation import BadTypeError  # noqa: E402
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny models: one intra-op thread is fastest, and much faster on a busy 2-core machine
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

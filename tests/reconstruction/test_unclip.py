@@ -26,13 +26,7 @@ EMBED = 16  # tiny unCLIP image-embedding width
 WIDTH = 32  # tiny Versatile Diffusion token width
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny models: OpenMP threads only add overhead, and spin badly on a loaded machine
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
