@@ -38,6 +38,9 @@ class Trials:
         0 for the first presentation of a stimulus, 1 for the second, ...
     subject : int or ndarray of int64, shape (n_trials,)
         Subject number; a scalar is broadcast to every trial.
+    run : ndarray of int64, shape (n_trials,) | None
+        Run number within the session (as the dataset counts them); ``None`` (datasets
+        without runs) stores 0 for every trial.
     info : dict
         Dataset-level metadata (units, dataset, source files, ...).
     """
@@ -49,6 +52,7 @@ class Trials:
     repeat: np.ndarray
     subject: Any
     info: dict = field(default_factory=dict)
+    run: Any = None
 
     def __post_init__(self):
         self.X = np.asarray(self.X)
@@ -61,7 +65,11 @@ class Trials:
         self.repeat = np.asarray(self.repeat, dtype=np.int64).reshape(-1)
         subject = np.asarray(self.subject, dtype=np.int64)
         self.subject = np.full(n, int(subject)) if subject.ndim == 0 else subject.reshape(-1)
-        for name in ("stimulus_ids", "split", "session", "repeat", "subject"):
+        if self.run is None:
+            self.run = np.zeros(n, dtype=np.int64)
+        else:
+            self.run = np.asarray(self.run, dtype=np.int64).reshape(-1)
+        for name in ("stimulus_ids", "split", "session", "repeat", "subject", "run"):
             length = len(getattr(self, name))
             if length != n:
                 raise BadInputError(
@@ -98,6 +106,7 @@ class Trials:
             repeat=self.repeat[mask],
             subject=self.subject[mask],
             info=copy.deepcopy(self.info),
+            run=self.run[mask],
         )
 
     def __repr__(self) -> str:

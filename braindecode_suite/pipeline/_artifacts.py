@@ -38,6 +38,7 @@ def save_trials(path: Path, trials: Trials) -> Path:
             f["session"] = np.asarray(trials.session, dtype=np.int64)
             f["repeat"] = np.asarray(trials.repeat, dtype=np.int64)
             f["subject"] = np.asarray(trials.subject, dtype=np.int64)
+            f["run"] = np.asarray(trials.run, dtype=np.int64)
             f.attrs["info"] = json.dumps(trials.info, default=_jsonable)
     return path
 
@@ -54,6 +55,7 @@ def load_trials(path: Path) -> Trials:
                 repeat=f["repeat"][()],
                 subject=f["subject"][()],
                 info=json.loads(f.attrs["info"]),
+                run=f["run"][()] if "run" in f else None,
             )
     except OSError as err:
         raise BadInputError(

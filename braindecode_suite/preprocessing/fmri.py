@@ -77,6 +77,7 @@ def _replace(trials: Trials, **changes) -> Trials:
         "repeat": trials.repeat,
         "subject": trials.subject,
         "info": trials.info,
+        "run": trials.run,
     }
     fields.update(changes)
     return Trials(**fields)
@@ -95,7 +96,7 @@ def average_repeats(trials: Trials, *, split: str | None = "test") -> Trials:
     -------
     trials : Trials
         Splits in order of first appearance. An averaged split has one row per
-        stimulus, sorted by stimulus id, with ``repeat = -1`` and ``session = -1``
+        stimulus, sorted by stimulus id, with ``repeat = -1``, ``run = -1`` and ``session = -1``
         when the averaged trials came from different sessions (else that session);
         other splits keep their rows and order. ``info['n_repeats_averaged']`` maps
         each averaged split to ``{'n_stimuli', 'min', 'max', 'mean'}`` trials per
@@ -137,6 +138,7 @@ def average_repeats(trials: Trials, *, split: str | None = "test") -> Trials:
                 repeat=np.full(len(ids), -1),
                 subject=trials.subject[rows[first]],
                 info={},
+                run=np.full(len(ids), -1),
             )
         )
         counts[name] = {
@@ -156,4 +158,5 @@ def average_repeats(trials: Trials, *, split: str | None = "test") -> Trials:
         repeat=np.concatenate([p.repeat for p in parts]),
         subject=np.concatenate([p.subject for p in parts]),
         info=info,
+        run=np.concatenate([p.run for p in parts]),
     )
