@@ -7,6 +7,7 @@ intervals and mismatched-pair chance levels as brain-diffuser and MindEye do (se
 stimulus/reconstruction grids and writes a self-contained ``report.html``.
 """
 
+from .brain import brain_correlation, evaluate_brain_correlation, per_image_correlation
 from .images import evaluate_images
 from .metrics import (
     bootstrap_ci,
@@ -45,11 +46,13 @@ __all__ = [
     "Preprocess",
     "Protocol",
     "bootstrap_ci",
+    "brain_correlation",
     "compute_pixcorr",
     "compute_ssim",
     "compute_ssim_columns",
     "correlation_distance",
     "correlation_matrix",
+    "evaluate_brain_correlation",
     "evaluate_images",
     "evaluate_protocol",
     "format_paper_table",
@@ -58,6 +61,7 @@ __all__ = [
     "make_grid",
     "mismatched_baseline",
     "paper_table",
+    "per_image_correlation",
     "protocol_networks",
     "resize_images",
     "retrieval_top1",

@@ -41,12 +41,11 @@ import numpy as np
 from ..utils.logging import logger
 from ..utils.validation import BadInputError, check_option, check_positive_int
 from .metrics import (
+    _derangement,
     bootstrap_ci,
-    compute_pixcorr,
-    compute_ssim,
-    compute_ssim_columns,
     correlation_matrix,
     identification_pvalue,
+    ssim_gaussian_batch,
     two_way_from_correlation,
 )
 from .networks import (
@@ -412,30 +411,79 @@ def _summary(values, *, direction, n_boot, random_state, per_item, **extra) -> d
     return out
 
 
-def _low_level(proto: Protocol, rec: np.ndarray, gt: np.ndarray, notes: list) -> dict:
-    """Per-reconstruction PixCorr and SSIM: rec (m, H, W, 3) and gt (m, H', W', 3) paired."""
+def _ssim_device(device):
+    """The torch device for the batched SSIM (GPU), or None for scikit-image on a CPU."""
+    if device in (None, "cpu"):
+        return None
+    from ..utils.devices import resolve_device
+
+    resolved = str(resolve_device(device))
+    return None if resolved == "cpu" else resolved
+
+
+def _pixcorr_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r of each flattened pair of equal-size images, in float64."""
+    a = a.reshape(len(a), -1)
+    b = b.reshape(len(b), -1)
+    am = a.mean(axis=1, dtype=np.float64)[:, None]
+    bm = b.mean(axis=1, dtype=np.float64)[:, None]
+    r = np.empty(len(a))
+    for i in range(len(a)):  # row by row: no (n, 3 * size**2) float64 temporaries
+        x = a[i].astype(np.float64) - am[i]
+        y = b[i].astype(np.float64) - bm[i]
+        den = np.sqrt(np.dot(x, x) * np.dot(y, y))
+        r[i] = np.dot(x, y) / den if den > 0 else np.nan
+    return r
+
+
+def _low_level(
+    proto: Protocol,
+    rec: np.ndarray,
+    gt: np.ndarray,
+    notes: list,
+    *,
+    chance_index: np.ndarray | None = None,
+    ssim_device=None,
+) -> dict:
+    """Per-reconstruction PixCorr and SSIM: rec (m, H, W, 3) and gt (m, H', W', 3) paired.
+
+    Each chunk is resized once and scored directly (the public ``compute_pixcorr`` /
+    ``compute_ssim`` would check, copy and resize again). With ``chance_index``, the
+    reconstructions are also scored against ``gt[chance_index]`` (mismatched pairs).
+    """
+    from skimage.color import rgb2gray
+
     low = proto.low_level
     s = low.size
-    ssim_fn = compute_ssim if low.ssim == "2d" else compute_ssim_columns
     gt_native = not low.resize_gt and gt.shape[1:3] == (s, s)
     if not low.resize_gt and not gt_native:
         notes.append(
             f"ground truth is {gt.shape[1]}x{gt.shape[2]} px, not the native {s} px of the "
             f"protocol: resized like the reconstructions"
         )
-    pix, ssim = [], []
+    kw = {"interpolation": low.interpolation, "antialias": low.antialias, "pil": low.pil}
+
+    def prepare_gt(images):
+        return _as_float(images) if gt_native else _resize_np(images, s, **kw)
+
+    def score(r, g):
+        ssim = ssim_gaussian_batch(
+            rgb2gray(r), rgb2gray(g), per_column=low.ssim == "columns", device=ssim_device
+        )
+        return _pixcorr_rows(r, g), ssim
+
+    out: dict[str, list] = {"PixCorr": [], "SSIM": [], "PixCorr_chance": [], "SSIM_chance": []}
     for start in range(0, len(rec), _CHUNK):
         sl = slice(start, start + _CHUNK)
-        kw = {
-            "interpolation": low.interpolation,
-            "antialias": low.antialias,
-            "pil": low.pil,
-        }
         r = _resize_np(rec[sl], s, **kw)
-        g = _as_float(gt[sl]) if gt_native else _resize_np(gt[sl], s, **kw)
-        pix.append(compute_pixcorr(r, g, size=s))
-        ssim.append(ssim_fn(r, g, size=s))
-    return {"PixCorr": np.concatenate(pix), "SSIM": np.concatenate(ssim)}
+        pix, ssim = score(r, prepare_gt(gt[sl]))
+        out["PixCorr"].append(pix)
+        out["SSIM"].append(ssim)
+        if chance_index is not None:
+            pix, ssim = score(r, prepare_gt(gt[chance_index[sl]]))
+            out["PixCorr_chance"].append(pix)
+            out["SSIM_chance"].append(ssim)
+    return {k: np.concatenate(v) for k, v in out.items() if v}
 
 
 def protocol_networks(
@@ -558,6 +606,7 @@ def evaluate_protocol(
     weights: Mapping[str, object] | None = None,
     blurry=None,
     per_item: bool = False,
+    chance: bool = True,
 ) -> dict:
     """Score reconstructions with one paper's protocol.
 
@@ -595,6 +644,11 @@ def evaluate_protocol(
         "enhanced" table). Only for ``protocol='mindeye2'``.
     per_item : bool
         Also return each metric's per-stimulus values (``"values"``).
+    chance : bool
+        Also score PixCorr and SSIM on mismatched pairs (reconstruction ``i`` against the
+        stimulus of a fixed derangement ``j != i``) and report the mean as ``"chance"``:
+        the level a reconstruction reaches from image statistics alone. Doubles the
+        low-level cost.
 
     Returns
     -------
@@ -680,7 +734,19 @@ def evaluate_protocol(
     # 2. PixCorr / SSIM
     low_wanted = [m for m in wanted if m in ("PixCorr", "SSIM")]
     if low_wanted:
-        low = _low_level(proto, rec_stage, gt_rep, notes)
+        chance_index = None
+        if chance and n >= 2:
+            perm = _derangement(n, np.random.default_rng(random_state))
+            # flat item k = (stimulus k // n_samples, sample k % n_samples)
+            chance_index = (perm[:, None] * n_samples + np.arange(n_samples)).reshape(-1)
+        low = _low_level(
+            proto,
+            rec_stage,
+            gt_rep,
+            notes,
+            chance_index=chance_index,
+            ssim_device=_ssim_device(device),
+        )
         for m in low_wanted:
             values = low[m].reshape(n, n_samples).mean(axis=1)
             bad = np.isnan(values)
@@ -692,7 +758,10 @@ def evaluate_protocol(
                     f"{m}: {int(bad.sum())} stimulus/stimuli with a constant image left out "
                     f"(correlation undefined)"
                 )
-            results[m] = _summary(values[~bad], direction="higher", **common)
+            extra = {}
+            if chance_index is not None:
+                extra["chance"] = float(np.nanmean(low[f"{m}_chance"]))
+            results[m] = _summary(values[~bad], direction="higher", **extra, **common)
 
     # 3. networks
     high_wanted = [m for m in wanted if m not in ("PixCorr", "SSIM")]

@@ -213,6 +213,17 @@ def test_mindeye_low_level_path_against_skimage():
         )
     np.testing.assert_allclose(out["PixCorr"]["values"], pix, atol=1e-5)
     np.testing.assert_allclose(out["SSIM"]["values"], ssim, atol=1e-4)
+    # chance: reconstruction i against stimulus perm[i], a derangement drawn from random_state
+    from braindecode_suite.evaluation.metrics import _derangement
+
+    perm = _derangement(3, np.random.default_rng(0))
+    chance = [
+        np.corrcoef(ref_resize(gt[perm[i]]).ravel(), ref_resize(rec[i]).ravel())[0, 1]
+        for i in range(3)
+    ]
+    assert out["PixCorr"]["chance"] == pytest.approx(np.mean(chance), abs=1e-5)
+    none = evaluate_protocol(rec, gt, protocol="mindeye2", metrics=["SSIM"], chance=False, n_boot=5)
+    assert "chance" not in none["SSIM"]
     assert out["_meta"]["sizes"]["pre_resize"] == 256
     assert out["_meta"]["sizes"]["low_level"] == 425
 
