@@ -1,29 +1,73 @@
 """Dataset adapters (read the datasets' native formats) and the offline demo builder."""
 
 from ._trials import Trials
+from .bold5000 import BOLD5000_ROIS, BOLD5000Layout, bold5000_stimulus_source, load_bold5000
 from .coco import read_coco_captions
 from .demo import DEMO_VERSION, demo_is_current, make_demo_nsd
+from .fetch import fetch_dataset, verify_dataset
+from .god import (
+    BData,
+    god_stimulus_name,
+    load_god,
+    read_bdata,
+    read_god_image_features,
+    read_god_stimulus_table,
+)
+from .haxby import (
+    HAXBY_CATEGORIES,
+    load_haxby,
+    load_haxby_openfmri,
+    read_haxby_labels,
+    read_haxby_openfmri_labels,
+)
 from .nsd import (
+    BRAIN_CORRELATION_ROIS,
+    NSD_ROIS,
     NSDLayout,
     iter_nsd_stimuli,
     load_nsd,
+    nsd_roi_masks,
     read_expdesign,
     read_nsd_captions,
     read_nsd_stim_info,
     read_nsd_stimuli,
 )
+from .things_fmri import THINGS_FMRI_FORMS, THINGSfMRILayout, load_things_fmri
 
 __all__ = [
+    "BOLD5000_ROIS",
+    "BOLD5000Layout",
+    "load_bold5000",
+    "bold5000_stimulus_source",
+    "THINGS_FMRI_FORMS",
+    "THINGSfMRILayout",
+    "load_things_fmri",
+    "BData",
+    "HAXBY_CATEGORIES",
+    "god_stimulus_name",
+    "load_god",
+    "load_haxby",
+    "load_haxby_openfmri",
+    "read_bdata",
+    "read_god_image_features",
+    "read_god_stimulus_table",
+    "read_haxby_labels",
+    "read_haxby_openfmri_labels",
+    "BRAIN_CORRELATION_ROIS",
     "DEMO_VERSION",
+    "NSD_ROIS",
     "NSDLayout",
     "Trials",
     "demo_is_current",
+    "fetch_dataset",
     "iter_nsd_stimuli",
     "load_nsd",
     "make_demo_nsd",
+    "nsd_roi_masks",
     "read_coco_captions",
     "read_expdesign",
     "read_nsd_captions",
     "read_nsd_stim_info",
     "read_nsd_stimuli",
+    "verify_dataset",
 ]

@@ -85,8 +85,9 @@ EMBED_DIM = 8
 TRUTH_FILE = "demo_truth.json"
 #: Version of the demo's file set, stored in ``demo_truth.json`` and part of the cache
 #: key: a build of another version (none recorded = 1) is rebuilt. 2 added
-#: ``nsd_stim_info_merged.csv`` and ``captions_demo.json``.
-DEMO_VERSION = 2
+#: ``nsd_stim_info_merged.csv`` and ``captions_demo.json``; 3 the ROI label volumes
+#: ``roi/prf-visualrois.nii.gz`` and ``roi/streams.nii.gz``.
+DEMO_VERSION = 3
 #: Synthetic COCO ids of the demo stimuli: ``DEMO_COCO_ID_OFFSET + nsdId``.
 DEMO_COCO_ID_OFFSET = 9_000_000
 DEMO_COCO_SPLIT = "demo"
@@ -433,6 +434,18 @@ def _build(tmp: Path, p: dict) -> None:
     roi[tuple(roi_ijk.T)] = 1
     layout.roi("nsdgeneral").parent.mkdir(parents=True)
     _nifti(roi, affine, layout.roi("nsdgeneral"))
+    # NSD's label volumes: prf-visualrois (1/2 V1v/d, 3/4 V2v/d, 5/6 V3v/d, 7 hV4) and streams
+    # (5 ventral). The pRF voxels are cut into the 7 visual areas from posterior to anterior
+    # (the j axis), the category voxels form the ventral stream; no random draw, so adding
+    # these files changed no simulated response.
+    visual = np.where(roi >= 0, 0, -1).astype(np.int16)
+    by_j = prf_ijk[np.argsort(prf_ijk[:, 1], kind="stable")]
+    for label, part in enumerate(np.array_split(by_j, 7), start=1):
+        visual[tuple(part.T)] = label
+    _nifti(visual, affine, layout.roi("prf-visualrois"))
+    streams = np.where(roi >= 0, 0, -1).astype(np.int16)
+    streams[tuple(cat_ijk.T)] = 5
+    _nifti(streams, affine, layout.roi("streams"))
     _nifti((roi >= 0).astype(np.int16), affine, layout.brainmask)
 
     # Experimental design, 1-based as NSD stores it (MATLAB doubles).

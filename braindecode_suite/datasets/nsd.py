@@ -49,6 +49,9 @@ __all__ = [
     "shared982_mask",
     "NSD_SPACES",
     "NSD_BETA_VERSIONS",
+    "NSD_ROIS",
+    "BRAIN_CORRELATION_ROIS",
+    "nsd_roi_masks",
 ]
 
 NSD_SPACES = ("func1pt8mm", "func1mm")
@@ -536,6 +539,7 @@ def _load_nsd(data_dir, subject, sessions, roi, space, beta_version, test_set):
         )
     info = {
         "dataset": "nsd",
+        "data_dir": str(data_dir),
         "units": "percent signal change",
         "beta_scale": BETA_SCALE,
         "beta_version": beta_version,
@@ -569,6 +573,115 @@ def _load_nsd(data_dir, subject, sessions, roi, space, beta_version, test_set):
     )
     logger.info("Loaded %r", trials)
     return trials
+
+
+# ----------------------------------------------------------------------------- ROIs
+#: Named regions built from NSD's ROI volumes: ``{name: (file, label values)}``; ``None``
+#: means "value > 0". Labels follow the files' ``.ctab`` tables in ``nsddata/freesurfer/
+#: subjNN/label/``: prf-visualrois 1 V1v, 2 V1d, 3 V2v, 4 V2d, 5 V3v, 6 V3d, 7 hV4;
+#: streams 1 early, 2 midventral, 3 midlateral, 4 midparietal, 5 ventral, 6 lateral, 7 parietal.
+NSD_ROIS = {
+    "nsdgeneral": ("nsdgeneral", None),
+    "V1": ("prf-visualrois", (1, 2)),
+    "V2": ("prf-visualrois", (3, 4)),
+    "V3": ("prf-visualrois", (5, 6)),
+    "V4": ("prf-visualrois", (7,)),
+    "early": ("streams", (1,)),
+    "midventral": ("streams", (2,)),
+    "midlateral": ("streams", (3,)),
+    "midparietal": ("streams", (4,)),
+    "ventral": ("streams", (5,)),
+    "lateral": ("streams", (6,)),
+    "parietal": ("streams", (7,)),
+}
+#: MindEye2's brain-correlation regions.
+BRAIN_CORRELATION_ROIS = ("nsdgeneral", "V1", "V2", "V3", "V4", "higher_vis")
+
+
+def nsd_roi_masks(
+    data_dir,
+    subject: int,
+    voxel_ijk,
+    *,
+    rois=BRAIN_CORRELATION_ROIS,
+    space: str = "func1pt8mm",
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Boolean masks over loaded voxels for NSD's named regions.
+
+    Parameters
+    ----------
+    data_dir : path
+        The NSD root (the folder holding ``nsddata/``).
+    subject : int
+    voxel_ijk : array of shape (n_voxels, 3)
+        Grid indices of the loaded voxels (``trials.info['voxel_ijk']`` of :func:`load_nsd`).
+    rois : sequence of str
+        Names from :data:`NSD_ROIS`, or ``'higher_vis'``: the ``nsdgeneral`` voxels outside
+        V1-V4 (our definition; MindEye2 ships its own mask file).
+    space : str
+
+    Returns
+    -------
+    masks : dict of str to ndarray of bool, shape (n_voxels,)
+        Regions whose file exists and that hold at least one loaded voxel.
+    missing : dict of str to str
+        The other requested regions with the reason.
+    """
+    ijk = np.asarray(voxel_ijk)
+    if ijk.ndim != 2 or ijk.shape[1] != 3 or ijk.dtype.kind not in "iu":
+        raise BadInputError(
+            f"voxel_ijk must be an integer array of shape (n_voxels, 3), got "
+            f"{ijk.dtype} {ijk.shape}."
+        )
+    if isinstance(rois, str):
+        rois = [rois]
+    for name in rois:
+        check_option("rois", name, (*NSD_ROIS, "higher_vis"))
+    layout = NSDLayout(data_dir, subject, space=space)
+    volumes: dict[str, np.ndarray | str] = {}
+
+    def volume(file: str):
+        if file not in volumes:
+            path = layout.roi(file)
+            if not path.is_file():
+                volumes[file] = f"{str(path)!r} does not exist"
+            else:
+                import nibabel as nib
+
+                data = np.asarray(nib.load(path).dataobj)
+                data = data[..., 0] if data.ndim == 4 else data
+                if data.ndim != 3 or (ijk.max(axis=0) >= data.shape).any() or (ijk < 0).any():
+                    volumes[file] = (
+                        f"{str(path)!r} has shape {data.shape}, which does not hold the "
+                        "loaded voxels (another subject or space?)"
+                    )
+                else:
+                    volumes[file] = data[tuple(ijk.T)]
+        return volumes[file]
+
+    def region(name: str):
+        file, labels = NSD_ROIS[name]
+        values = volume(file)
+        if isinstance(values, str):
+            return values
+        return values > 0 if labels is None else np.isin(np.round(values), labels)
+
+    masks: dict[str, np.ndarray] = {}
+    missing: dict[str, str] = {}
+    for name in rois:
+        if name == "higher_vis":
+            parts = [region(n) for n in ("nsdgeneral", "V1", "V2", "V3", "V4")]
+            bad = [p for p in parts if isinstance(p, str)]
+            mask = bad[0] if bad else parts[0] & ~(parts[1] | parts[2] | parts[3] | parts[4])
+        else:
+            mask = region(name)
+        if isinstance(mask, str):
+            missing[name] = mask
+        elif not mask.any():
+            missing[name] = "no loaded voxel lies in this region"
+        else:
+            masks[name] = mask
+    return masks, missing
 
 
 # ----------------------------------------------------------------------------- captions

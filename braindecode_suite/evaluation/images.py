@@ -42,6 +42,7 @@ def evaluate_images(
     decoded_features=None,
     n_boot: int = 1000,
     random_state: int = 0,
+    low_level: bool = True,
 ) -> dict:
     """Low-level and identification metrics of reconstructions.
 
@@ -63,6 +64,8 @@ def evaluate_images(
         Bootstrap resamples for the 95 % confidence intervals.
     random_state : int
         Seed of the bootstrap and of the mismatched-pair chance baseline.
+    low_level : bool
+        Compute PixCorr and SSIM (off when a paper protocol computes its own).
 
     Returns
     -------
@@ -81,14 +84,17 @@ def evaluate_images(
         raise BadInputError(f"evaluation needs at least 2 images, got {len(gt)}.")
     kw = {"n_boot": n_boot, "random_state": random_state}
     metrics = {}
-    pix = compute_pixcorr(recon, gt, size=size)
-    pix_chance = mismatched_baseline(
-        compute_pixcorr, recon, gt, random_state=random_state, size=size
-    )
-    metrics["pixcorr"] = _summary(pix, chance=float(np.mean(pix_chance)), **kw)
-    ssim = compute_ssim(recon, gt, size=size)
-    ssim_chance = mismatched_baseline(compute_ssim, recon, gt, random_state=random_state, size=size)
-    metrics["ssim"] = _summary(ssim, chance=float(np.mean(ssim_chance)), **kw)
+    if low_level:
+        pix = compute_pixcorr(recon, gt, size=size)
+        pix_chance = mismatched_baseline(
+            compute_pixcorr, recon, gt, random_state=random_state, size=size
+        )
+        metrics["pixcorr"] = _summary(pix, chance=float(np.mean(pix_chance)), **kw)
+        ssim = compute_ssim(recon, gt, size=size)
+        ssim_chance = mismatched_baseline(
+            compute_ssim, recon, gt, random_state=random_state, size=size
+        )
+        metrics["ssim"] = _summary(ssim, chance=float(np.mean(ssim_chance)), **kw)
     for name, extractor in (networks or {}).items():
         feats_gt = extractor.transform(gt)
         feats_rec = extractor.transform(recon)

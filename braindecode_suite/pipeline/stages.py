@@ -13,14 +13,21 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from ..datasets import NSDLayout, load_nsd, make_demo_nsd, read_nsd_stimuli
-from ..evaluation import evaluate_images
+from ..datasets import (
+    BRAIN_CORRELATION_ROIS,
+    NSD_ROIS,
+    NSDLayout,
+    load_nsd,
+    make_demo_nsd,
+    read_nsd_stimuli,
+)
+from ..evaluation import evaluate_images, evaluate_protocol, format_paper_table, paper_table
 from ..features import FeatureStore, extract_features, make_extractor
 from ..features.extractors import EXTRACTORS
 from ..models import DEFAULT_ALPHAS, RidgeCV
 from ..preprocessing import average_repeats, zscore_per_session
 from ..reconstruction.image import METHODS, get_method
-from ..utils.io import fingerprint_file, hash_json, write_json_atomic
+from ..utils.io import atomic_path, fingerprint_file, hash_json, write_json_atomic
 from ..utils.logging import logger
 from ..utils.validation import BadInputError
 from ._artifacts import load_trials, save_trials
@@ -254,6 +261,7 @@ class ExtractFeatures(Stage):
             out[name] = {
                 "path": str(path),
                 "kind": spec.kind,
+                "spec": spec.model_dump(),
                 "fields": {k: list(v[0]) for k, v in extractor.fields().items()},
                 "fingerprint": fingerprint_file(path),
             }
@@ -498,20 +506,47 @@ class Reconstruct(Stage):
 
 
 # ------------------------------------------------------------------------ evaluation
+class BrainCorrelationSpec(StageConfig):
+    """Brain correlation inside the evaluation stage (docs/evaluation.md)."""
+
+    features: list[str] = Field(
+        min_length=1,
+        description="extractors of the features stage whose fields (concatenated) are the "
+        "encoder's input; the same extractors are run on the reconstructions",
+    )
+    rois: list[str] = Field(default_factory=lambda: list(BRAIN_CORRELATION_ROIS))
+    alphas: list[float] = Field(default_factory=lambda: list(DEFAULT_ALPHAS))
+
+    @field_validator("rois")
+    @classmethod
+    def _known_rois(cls, v):
+        known = {*NSD_ROIS, "higher_vis", "all"}
+        bad = [r for r in v if r not in known]
+        if bad:
+            raise ValueError(f"unknown region(s) {bad}; expected names from {sorted(known)}")
+        return v
+
+
 @register_stage
 class EvaluateImages(Stage):
-    """PixCorr, SSIM, two-way identification on the reconstructions and decoded features."""
+    """A paper's protocol (PixCorr ... SwAV), brain correlation, identification, decoded features."""
 
     kind = "evaluate_images"
     reads = ("reconstructions", "stimuli")
-    optional_reads = ("predictions", "features")
+    optional_reads = ("predictions", "features", "trials")
     writes = ("metrics",)
     publish = ("metrics",)
 
     class Config(StageConfig):
+        protocol: Literal["mindeye2", "mindeye", "brain-diffuser", "takagi"] | None = None
+        weights: dict[str, str] = Field(
+            default_factory=dict,
+            description="protocol network -> local weights file (default: the caches)",
+        )
         size: int = Field(425, ge=16)
         networks: dict[str, ExtractorSpec] = Field(default_factory=dict)
         decoded_features: bool = True
+        brain_correlation: BrainCorrelationSpec | None = None
         n_boot: int = Field(1000, ge=10)
 
     def run(self, ctx):
@@ -520,13 +555,10 @@ class EvaluateImages(Stage):
         stim = _read_stimuli(ctx.input("stimuli"))
         gt = read_nsd_stimuli(stim["path"], ids)
         recon = recon_store.read("image")
-        networks = {n: s.build(ctx.device) for n, s in self.config.networks.items()}
+        c = self.config
+        networks = {n: s.build(ctx.device) for n, s in c.networks.items()}
         decoded = None
-        if (
-            self.config.decoded_features
-            and ctx.has_input("predictions")
-            and ctx.has_input("features")
-        ):
+        if c.decoded_features and ctx.has_input("predictions") and ctx.has_input("features"):
             features = json.loads(ctx.input("features").read_text())
             preds = FeatureStore(ctx.input("predictions"))
             decoded = {}
@@ -534,23 +566,146 @@ class EvaluateImages(Stage):
                 name, _, field = key.partition(".")
                 true = FeatureStore(features[name]["path"]).read(field, ids)
                 decoded[key] = (true, preds.read(key, ids))
-        metrics = evaluate_images(
+        metrics = {}
+        table = None
+        if c.protocol is not None:
+            metrics = evaluate_protocol(
+                recon,
+                gt,
+                protocol=c.protocol,
+                device=ctx.device,
+                n_boot=c.n_boot,
+                random_state=ctx.seed,
+                weights=c.weights or None,
+            )
+            table = format_paper_table(paper_table(metrics, label=f"{self.name} (this run)"))
+        metrics.update(
+            evaluate_images(
+                recon,
+                gt,
+                size=c.size,
+                networks=networks,
+                decoded_features=decoded,
+                n_boot=c.n_boot,
+                random_state=ctx.seed,
+                low_level=c.protocol is None,
+            )
+        )
+        if c.brain_correlation is not None:
+            metrics.update(self._brain_correlation(ctx, ids, recon, gt))
+        meta = metrics.pop("_meta", {})
+        metrics["_meta"] = {
+            **meta,
+            "n_test_images": len(ids),
+            "size": c.size,
+            "protocol": (
+                f"{c.protocol} (docs/evaluation.md)"
+                if c.protocol
+                else "PixCorr/SSIM as Brain-Diffuser and MindEye (both images resized to size "
+                "px); two-way identification as MindEye (chance 0.5)"
+            ),
+        }
+        out = ctx.output("metrics", "metrics.json")
+        if table is not None:
+            metrics["_meta"]["paper_table"] = table
+            with atomic_path(out.parent / "table.md") as tmp:
+                tmp.write_text(table + "\n")
+        write_json_atomic(out, metrics)
+
+    def _brain_correlation(self, ctx, ids, recon, gt) -> dict:
+        """Fit a ridge encoder (features -> voxels) on the training trials, then score."""
+        from ..datasets import nsd_roi_masks
+        from ..evaluation import evaluate_brain_correlation
+
+        spec = self.config.brain_correlation
+        where = f"stages.{self.name}.brain_correlation"
+        if not (ctx.has_input("trials") and ctx.has_input("features")):
+            raise BadInputError(
+                f"{where} needs the trials and features of earlier stages (a data stage and an "
+                "extract_features stage)."
+            )
+        trials = load_trials(ctx.input("trials"))
+        features = json.loads(ctx.input("features").read_text())
+        for name in spec.features:
+            if name not in features:
+                raise BadInputError(
+                    f"{where}.features: {name!r} is not an extractor of the features stage "
+                    f"(it has {sorted(features)})."
+                )
+            if "spec" not in features[name]:
+                raise BadInputError(
+                    f"{where}.features: the features stage ran before extractor specs were "
+                    "recorded; re-run it (--force with the features stage's name)."
+                )
+        test = trials.split == "test"
+        if len(np.unique(trials.stimulus_ids[test])) != int(test.sum()):
+            trials = average_repeats(trials, split="test")
+            test = trials.split == "test"
+        rows = {int(k): i for i, k in enumerate(trials.stimulus_ids)}
+        missing_ids = [int(k) for k in ids if int(k) not in rows or not test[rows[int(k)]]]
+        if missing_ids:
+            raise BadInputError(
+                f"{where}: reconstructed stimuli {missing_ids[:5]} have no test trials."
+            )
+        measured = trials.X[[rows[int(k)] for k in ids]].reshape(len(ids), -1)
+        train = trials.split == "train"
+        fields = [(n, f) for n in spec.features for f in features[n]["fields"]]
+
+        def design_from_store(stim_ids):
+            return np.concatenate(
+                [
+                    FeatureStore(features[n]["path"]).read(f, stim_ids).reshape(len(stim_ids), -1)
+                    for n, f in fields
+                ],
+                axis=1,
+            )
+
+        extractors = {
+            n: ExtractorSpec(**features[n]["spec"]).build(ctx.device) for n in spec.features
+        }
+
+        def design_from_images(images):
+            out = {n: e.transform(images) for n, e in extractors.items()}
+            return np.concatenate([out[n][f].reshape(len(images), -1) for n, f in fields], axis=1)
+
+        encoder = RidgeCV(alphas=spec.alphas).fit(
+            design_from_store(trials.stimulus_ids[train]), trials.X[train].reshape(train.sum(), -1)
+        )
+        rois, missing = None, {}
+        named = [r for r in spec.rois if r != "all"]
+        info = trials.info
+        if named and "voxel_ijk" in info and info.get("data_dir"):
+            rois, missing = nsd_roi_masks(
+                info["data_dir"],
+                int(trials.subject[0]),
+                np.asarray(info["voxel_ijk"]),
+                rois=named,
+                space=info.get("space", "func1pt8mm"),
+            )
+        elif named:
+            missing = dict.fromkeys(named, "the trials carry no NSD voxel coordinates")
+        if "all" in spec.rois or not rois:
+            rois = {"all": np.ones(measured.shape[1], dtype=bool), **(rois or {})}
+        results = evaluate_brain_correlation(
             recon,
-            gt,
-            size=self.config.size,
-            networks=networks,
-            decoded_features=decoded,
+            measured,
+            encoder=encoder,
+            features=design_from_images,
+            rois=rois,
+            gt=gt,
             n_boot=self.config.n_boot,
             random_state=ctx.seed,
         )
-        metrics["_meta"] = {
-            "n_test_images": len(ids),
-            "size": self.config.size,
-            "protocol": "PixCorr/SSIM as Brain-Diffuser and MindEye (both "
-            "images resized to size px); two-way identification "
-            "as MindEye (chance 0.5)",
-        }
-        write_json_atomic(ctx.output("metrics", "metrics.json"), metrics)
+        for name, reason in missing.items():
+            results[f"BrainCorr/{name}"] = {"missing": reason}
+        for entry in results.values():
+            if "mean" in entry:
+                entry["encoder"] = (
+                    f"ridge from {'+'.join(spec.features)} features (median alpha "
+                    f"{float(np.median(encoder.best_alphas_)):.3g}), fitted on "
+                    f"{int(train.sum())} training trials"
+                )
+        return results
 
 
 @register_stage

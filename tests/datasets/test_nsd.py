@@ -243,3 +243,33 @@ def test_trials_validation():
     sub = t.select(t.split == "test")
     assert len(sub) == 2 and sub.stimulus_ids.tolist() == [6, 7]
     assert t.select([2, 0]).X[:, 0].tolist() == [4.0, 0.0]
+
+
+def test_nsd_roi_masks_by_hand(tiny):
+    from braindecode_suite.datasets import nsd_roi_masks
+
+    root, _, _ = tiny
+    trials = load_nsd(root, 2)
+    ijk = np.asarray(trials.info["voxel_ijk"])  # nsdgeneral: (1, 1..2, 1..3) and (2, 2, 4)
+    layout = NSDLayout(root, 2)
+    visual = np.zeros(GRID, np.int16)
+    visual[1, 1, 1:4] = 1  # V1v
+    visual[1, 2, 1] = 4  # V2d
+    visual[1, 2, 2] = 7  # hV4
+    _save(visual, layout.roi("prf-visualrois"))
+    masks, missing = nsd_roi_masks(root, 2, ijk, rois=["nsdgeneral", "V1", "V2", "V3", "V4",
+                                                       "higher_vis", "ventral"])  # fmt: skip
+    by_voxel = {tuple(v): k for k, v in enumerate(ijk.tolist())}
+    assert masks["nsdgeneral"].all() and len(ijk) == 7
+    assert sorted(np.flatnonzero(masks["V1"])) == sorted(by_voxel[(1, 1, z)] for z in (1, 2, 3))
+    assert np.flatnonzero(masks["V2"]).tolist() == [by_voxel[(1, 2, 1)]]
+    assert np.flatnonzero(masks["V4"]).tolist() == [by_voxel[(1, 2, 2)]]
+    # higher_vis = nsdgeneral minus V1-V4: (1, 2, 3) and (2, 2, 4)
+    expected = sorted([by_voxel[(1, 2, 3)], by_voxel[(2, 2, 4)]])
+    assert np.flatnonzero(masks["higher_vis"]).tolist() == expected
+    assert missing["V3"] == "no loaded voxel lies in this region"
+    assert "streams.nii.gz" in missing["ventral"] and "does not exist" in missing["ventral"]
+    with pytest.raises(BadInputError, match="rois"):
+        nsd_roi_masks(root, 2, ijk, rois=["V9"])
+    with pytest.raises(BadInputError, match="voxel_ijk"):
+        nsd_roi_masks(root, 2, ijk[:, :2])
