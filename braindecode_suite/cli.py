@@ -185,6 +185,49 @@ def evaluate(
     _console().print(f"metrics: {out / 'metrics.json'}, report: {out / 'report.html'}")
 
 
+@app.command("evaluate-3d")
+def evaluate_3d(
+    pred: Annotated[
+        Path, typer.Option(help="Folder of <name>.ply|.glb meshes (or <name>_turntable.gif).")
+    ],
+    gt: Annotated[Path, typer.Option(help="Folder of the stimuli, <name>.png|jpg.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default PRED_eval3d beside PRED).")
+    ] = None,
+    views: Annotated[int, typer.Option(help="Rendered views per object.")] = 8,
+    size: Annotated[int, typer.Option(help="Side of the rendered views in pixels.")] = 256,
+    elevation: Annotated[float, typer.Option(help="Camera elevation in degrees.")] = 20.0,
+    protocol: Annotated[
+        str, typer.Option(help="2D protocol: mindeye2 | mindeye | brain-diffuser | takagi")
+    ] = "mindeye2",
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these metrics (repeatable), e.g. PixCorr, CLIP-sim."),
+    ] = None,
+    source: Annotated[str, typer.Option(help="auto | mesh | turntable")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the 95% CIs.")] = 1000,
+):
+    """Score 3D reconstructions: 2D metrics on rendered views, and CLIP similarity."""
+    from .evaluation.shape3d import evaluate_mesh_folder
+
+    out = out or pred.parent / f"{pred.name}_eval3d"
+    results = evaluate_mesh_folder(
+        pred, gt, out, n_views=views, size=size, elevation=elevation, protocol=protocol,
+        metrics=metrics or None, source=source, device=device, n_boot=n_boot,
+    )  # fmt: skip
+    _print_metrics(results)
+    missing = {
+        k: v["missing"] for k, v in results.items() if isinstance(v, dict) and "missing" in v
+    }
+    for name, why in missing.items():
+        _console().print(f"[yellow]{name}: not computed[/yellow]: {why}")
+    turntables = results.get("_meta", {}).get("from_turntable", [])
+    if turntables:
+        _console().print(f"{len(turntables)} object(s) scored on turntable frames (no mesh)")
+    _console().print(f"metrics: {out / 'metrics.json'}, report: {out / 'report.html'}")
+
+
 @app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="A run directory, e.g. runs/demo.")]):
     """Summarise a run (stages, times, memory, metrics) and rewrite its report.html."""
@@ -233,9 +276,115 @@ def datasets_info(name: Annotated[str, typer.Argument(help="Dataset name, e.g. n
     """Everything the manifest says about a dataset."""
     import yaml
 
+    from .datasets.fetch import resolve_files
     from .datasets.manifests import get_manifest
 
-    typer.echo(yaml.safe_dump(get_manifest(name), sort_keys=False, allow_unicode=True))
+    manifest = get_manifest(name)
+    access = manifest.get("access", {})
+    typer.echo(f"Access ({access.get('kind', '?')}): {str(access.get('how', '')).strip()}\n")
+    rest = {k: v for k, v in manifest.items() if k != "files"}
+    typer.echo(yaml.safe_dump(rest, sort_keys=False, allow_unicode=True))
+    entries = manifest.get("files") or []
+    if not entries:
+        typer.echo("files: none declared (nothing to download).")
+        return
+    n_files = len(resolve_files(name, files=["*"], manifest=manifest))
+    typer.echo(f"files: {len(entries)} entries, {n_files} files for all subjects")
+    for e in entries:
+        checksum = "sha256" if e.get("sha256") else "md5" if e.get("md5") else "no checksum"
+        size = f"{e['size']} bytes" if e.get("size") is not None else "size unknown"
+        per = "per subject" if e.get("subjects") == "per_subject" else "shared"
+        need = "required" if e.get("required", True) else "optional"
+        typer.echo(f"  - {e['path']}\n      {per}, {need}, {size}, {checksum}; "
+                   f"from {_file_source(e, manifest)}")  # fmt: skip
+
+
+def _file_source(entry: dict, manifest: dict) -> str:
+    """Where a manifest file entry is downloaded from, in words."""
+    url = entry.get("url")
+    if "url" in entry:
+        if url is None:
+            return "a manual download (see Access)"
+        return url if isinstance(url, str) else "URL per subject"
+    if "s3" in entry:
+        return entry["s3"]
+    if manifest.get("source"):
+        kind, base = next(iter(manifest["source"].items()))
+        return f"{kind}: {base}"
+    return "a manual download (see Access)"
+
+
+@datasets_app.command("fetch")
+def datasets_fetch(
+    name: Annotated[str, typer.Argument(help="Dataset name, e.g. nsd.")],
+    dest: Annotated[
+        Path | None,
+        typer.Option(
+            help="Dataset root to fill (default $BDS_DATA_DIR); an existing copy is reused."
+        ),
+    ] = None,
+    subjects: Annotated[
+        str | None, typer.Option(help="Comma-separated subjects, e.g. 1,2 (default all).")
+    ] = None,
+    files: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only files matching this glob (repeatable); also selects optional files."
+        ),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    retries: Annotated[int, typer.Option(help="Resumed attempts after a broken connection.")] = 3,
+):
+    """Download a dataset's files, checksum-verified; an interrupted download resumes."""
+    import os
+
+    from .datasets.fetch import fetch_dataset
+    from .utils.validation import BadInputError
+
+    if dest is None:
+        if not os.environ.get("BDS_DATA_DIR"):
+            raise BadInputError("dest: give --dest DIR (or set $BDS_DATA_DIR).")
+        dest = Path(os.environ["BDS_DATA_DIR"])
+    paths = fetch_dataset(
+        name, dest, subjects=subjects, files=files or None, progress=progress, retries=retries
+    )
+    typer.echo(f"{len(paths)} file(s) present in {dest}")
+
+
+@datasets_app.command("verify")
+def datasets_verify(
+    name: Annotated[str, typer.Argument(help="Dataset name, e.g. nsd.")],
+    data_dir: Annotated[Path, typer.Option(help="The dataset root to check, in place.")],
+    subjects: Annotated[
+        str | None, typer.Option(help="Comma-separated subjects, e.g. 1,2 (default all).")
+    ] = None,
+    files: Annotated[
+        list[str] | None,
+        typer.Option(help="Only files matching this glob (repeatable); also checks optional ones."),
+    ] = None,
+):
+    """Check an existing copy: present, missing, or damaged (size or checksum) per file.
+
+    Exits with 2 when a required file is missing or damaged.
+    """
+    from rich.table import Table
+
+    from .datasets.fetch import verify_dataset
+
+    report = verify_dataset(name, data_dir, subjects, files=files or None)
+    table = Table("file", "status", "required", "detail")
+    for path, r in report["files"].items():
+        style = {"ok": "green", "unverified": "yellow", "unpacked": "yellow"}.get(
+            r["status"], "red"
+        )
+        table.add_row(path, f"[{style}]{r['status']}[/{style}]", "yes" if r["required"] else "no",
+                      r["detail"])  # fmt: skip
+    _console().print(table)
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(report["counts"].items()))
+    verdict = "complete" if report["complete"] else "INCOMPLETE"
+    typer.echo(f"{name} in {report['data_dir']}: {verdict} ({counts})")
+    if not report["complete"]:
+        raise typer.Exit(2)
 
 
 @cache_app.command("ls")

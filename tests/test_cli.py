@@ -28,6 +28,8 @@ def bds(monkeypatch, capsys, *args):
         ["datasets"],
         ["datasets", "list"],
         ["datasets", "info"],
+        ["datasets", "fetch"],
+        ["datasets", "verify"],
         ["cache"],
         ["cache", "ls"],
         ["cache", "info"],
