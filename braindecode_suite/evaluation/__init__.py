@@ -35,6 +35,13 @@ from .protocols import (
     retrieval_top1,
 )
 from .report import make_grid, save_grid, write_report_html
+from .shape3d import (
+    evaluate_3d,
+    evaluate_mesh_folder,
+    read_mesh,
+    read_turntable,
+    render_views,
+)
 
 __all__ = [
     "NETWORKS",
@@ -52,8 +59,10 @@ __all__ = [
     "compute_ssim_columns",
     "correlation_distance",
     "correlation_matrix",
+    "evaluate_3d",
     "evaluate_brain_correlation",
     "evaluate_images",
+    "evaluate_mesh_folder",
     "evaluate_protocol",
     "format_paper_table",
     "identification_pvalue",
@@ -63,6 +72,9 @@ __all__ = [
     "paper_table",
     "per_image_correlation",
     "protocol_networks",
+    "read_mesh",
+    "read_turntable",
+    "render_views",
     "resize_images",
     "retrieval_top1",
     "save_grid",
