@@ -1,7 +1,8 @@
 """Evaluation throughput: the MindEye2 protocol batched vs the per-image loop of research code.
 
-    python benchmarks/evaluation.py [--n 1000] [--batch-size 64] [--clip tiny|vit-l14]
+    python benchmarks/evaluation.py [--n 1000] [--batch-sizes 8,32,64] [--clip tiny|vit-l14]
         [--device auto|cpu|cuda] [--threads N] [--repeats 3] [--warmup 8]
+        [--low-level-only | --skip-low-level]
 
 Feature metrics: `evaluate_protocol(recon, gt, protocol="mindeye2")` with all its feature
 metrics (AlexNet(2), AlexNet(5), Inception, CLIP two-way identification; EfficientNet-B1, SwAV
@@ -181,7 +182,9 @@ def low_level_modes(device):
     from braindecode_suite.evaluation import evaluate_protocol
 
     def batched(recon, gt):
-        res = evaluate_protocol(recon, gt, protocol=PROTOCOL, metrics=list(LOW), device=device)
+        res = evaluate_protocol(
+            recon, gt, protocol=PROTOCOL, metrics=list(LOW), device=device, chance=False
+        )
         return {m: res[m]["mean"] for m in LOW}, {}
 
     prep = T.Compose([T.Resize((256, 256), antialias=False), T.Resize(425, antialias=False)])
@@ -260,7 +263,9 @@ def print_agreement(results):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=1000, help="image pairs (256 px)")
-    ap.add_argument("--batch-size", type=int, default=64, help="batch size besides 8 and 32")
+    ap.add_argument(
+        "--batch-sizes", default="8,32,64", help="comma-separated batch sizes of the batched mode"
+    )
     ap.add_argument("--clip", choices=["tiny", "vit-l14"], default="tiny")
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -268,6 +273,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=8, help="pairs in the untimed warm-up run")
     ap.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per metric")
     ap.add_argument("--skip-low-level", action="store_true", help="no PixCorr / SSIM timing")
+    ap.add_argument("--low-level-only", action="store_true", help="only the PixCorr / SSIM timing")
     args = ap.parse_args()
 
     t_start = time.perf_counter()
@@ -285,13 +291,29 @@ def main():
     )
     recon, gt = make_pairs(args.n)
     warmup = max(2, min(args.warmup, args.n))
+    if not args.low_level_only:
+        run_feature_metrics(args, device, recon, gt, warmup)
+    if not args.skip_low_level:
+        loop, batched = low_level_modes(str(device))
+        low = bench_interleaved(
+            {"loop, 1 image": loop, "batched": batched}, recon, gt, args.repeats, warmup
+        )
+        print_table(
+            f"== PixCorr + SSIM (425 px, numpy / scikit-image): {args.n} pairs", low, args.n, []
+        )
+        print()
+        print_agreement(low)
+    print(f"total script time {time.perf_counter() - t_start:.1f} s; {_load()} at end")
+
+
+def run_feature_metrics(args, device, recon, gt, warmup):
     t0 = time.perf_counter()
     nets, proto = build_networks(args.clip, str(device))
     n_nets = len({id(net) for net in nets.values()})
     print(f"built {n_nets} random networks in {time.perf_counter() - t0:.1f} s")
 
     modes = {"loop, 1 image": loop_mode(nets, proto)}
-    for bs in dict.fromkeys((8, 32, args.batch_size)):
+    for bs in dict.fromkeys(int(b) for b in args.batch_sizes.split(",")):
         modes[f"batched, batch {bs}"] = batched_mode(nets, str(device), bs, args.n_boot)
     results = bench_interleaved(modes, recon, gt, args.repeats, warmup)
     columns = list(dict.fromkeys(net.name for net in nets.values()))
@@ -304,18 +326,6 @@ def main():
     print("  (network columns: time inside that network's preprocessing + forward passes;")
     print("   'all' adds the 256 px pre-resize, correlation matrices, scores and bootstrap)\n")
     print_agreement(results)
-
-    if not args.skip_low_level:
-        loop, batched = low_level_modes(str(device))
-        low = bench_interleaved(
-            {"loop, 1 image": loop, "batched": batched}, recon, gt, args.repeats, warmup
-        )
-        print_table(
-            f"== PixCorr + SSIM (425 px, numpy / scikit-image): {args.n} pairs", low, args.n, []
-        )
-        print()
-        print_agreement(low)
-    print(f"total script time {time.perf_counter() - t_start:.1f} s; {_load()} at end")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,16 @@ from .nsd import (
     nsd_roi_masks,
     read_expdesign,
     read_nsd_captions,
+    read_nsd_ncsnr,
     read_nsd_stim_info,
     read_nsd_stimuli,
+)
+from .stimuli import (
+    STIMULUS_FORMATS,
+    image_files_fingerprint,
+    locate_stimulus_images,
+    read_stimulus_images,
+    stimulus_format,
 )
 from .things_fmri import THINGS_FMRI_FORMS, THINGSfMRILayout, load_things_fmri
 
@@ -67,7 +75,13 @@ __all__ = [
     "read_coco_captions",
     "read_expdesign",
     "read_nsd_captions",
+    "read_nsd_ncsnr",
     "read_nsd_stim_info",
     "read_nsd_stimuli",
     "verify_dataset",
+    "STIMULUS_FORMATS",
+    "image_files_fingerprint",
+    "locate_stimulus_images",
+    "read_stimulus_images",
+    "stimulus_format",
 ]

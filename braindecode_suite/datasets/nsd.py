@@ -17,6 +17,13 @@ Files read (paths from the bucket root, see ``shared/DATASET_FORMATS.md`` §1):
 - ``nsddata_betas/ppdata/subjNN/<space>/<version>/betas_sessionSS.nii.gz``: int16
   (X, Y, Z, 750) = percent signal change × 300; or the ``.hdf5`` twin whose
   ``/betas`` appears in h5py as (750, Z, Y, X).
+- ``nsddata_betas/ppdata/subjNN/<space>/<version>/ncsnr.nii.gz``: float noise-ceiling SNR
+  per voxel; :func:`read_nsd_ncsnr`.
+- ``space='fsaverage'``: ``nsddata_betas/ppdata/subjNN/fsaverage/<version>/{lh,rh}.
+  betas_sessionSS.mgh`` (FreeSurfer MGH, (163842, 1, 1, 750) per hemisphere, float, already
+  percent signal change); surface ROIs ``nsddata/freesurfer/fsaverage/label/{lh,rh}.<roi>.mgz``
+  and ``{lh,rh}.ncsnr.mgh`` next to the betas. The beta paths are in DATASET_FORMATS §1; the
+  label and ncsnr paths follow the NSD data manual's layout and are UNCONFIRMED.
 
 Trial → stimulus: global trial ``t = (session - 1) * n_per_session + j`` (``j`` =
 volume of the beta file, ``n_per_session`` = 750 on NSD), ``k = masterordering[t]``,
@@ -52,9 +59,17 @@ __all__ = [
     "NSD_ROIS",
     "BRAIN_CORRELATION_ROIS",
     "nsd_roi_masks",
+    "read_nsd_ncsnr",
+    "NSD_VOLUME_SPACES",
+    "FSAVERAGE_N_VERTICES",
 ]
 
-NSD_SPACES = ("func1pt8mm", "func1mm")
+NSD_VOLUME_SPACES = ("func1pt8mm", "func1mm")
+#: ``'fsaverage'``: surface betas, both hemispheres' vertices (lh then rh) as voxels.
+NSD_SPACES = (*NSD_VOLUME_SPACES, "fsaverage")
+#: Vertices per hemisphere of FreeSurfer's fsaverage (ico7) surface.
+FSAVERAGE_N_VERTICES = 163842
+HEMISPHERES = ("lh", "rh")
 NSD_BETA_VERSIONS = ("betas_fithrf_GLMdenoise_RR", "betas_fithrf", "betas_assumehrf")
 NSD_TEST_SETS = ("shared1000", "shared982")
 #: Sessions public before the 2023 release; the 982-image test set is defined on them.
@@ -79,8 +94,9 @@ class NSDLayout:
         Folder holding ``nsddata/``, ``nsddata_betas/``, ``nsddata_stimuli/``.
     subject : int
         1–8.
-    space : 'func1pt8mm' | 'func1mm'
-        Volume space of betas and ROIs.
+    space : 'func1pt8mm' | 'func1mm' | 'fsaverage'
+        Volume space of betas and ROIs, or the fsaverage surface (see
+        :meth:`surface_betas`, :meth:`surface_roi`).
     beta_version : str
         One of ``NSD_BETA_VERSIONS``.
     """
@@ -140,6 +156,26 @@ class NSDLayout:
         check_option("ext", ext, (".nii.gz", ".hdf5"))
         return self.betas_dir / f"betas_session{session:02d}{ext}"
 
+    def surface_betas(self, session: int, hemi: str) -> Path:
+        """``{lh,rh}.betas_sessionSS.mgh`` of one hemisphere (``space='fsaverage'``)."""
+        check_option("hemi", hemi, HEMISPHERES)
+        return self.betas_dir / f"{hemi}.betas_session{session:02d}.mgh"
+
+    def surface_roi(self, roi: str, hemi: str) -> Path:
+        """fsaverage surface ROI ``nsddata/freesurfer/fsaverage/label/<hemi>.<roi>.mgz``.
+
+        Path from the NSD data manual's layout (UNCONFIRMED against the bucket listing).
+        """
+        check_option("hemi", hemi, HEMISPHERES)
+        return self.data_dir / "nsddata/freesurfer/fsaverage/label" / f"{hemi}.{roi}.mgz"
+
+    def ncsnr(self, hemi: str | None = None) -> Path:
+        """Published noise-ceiling SNR: ``ncsnr.nii.gz`` (volume spaces) or
+        ``<hemi>.ncsnr.mgh`` (``space='fsaverage'``; path UNCONFIRMED), next to the betas."""
+        if self.space == "fsaverage":
+            return self.betas_dir / f"{check_option('hemi', hemi, HEMISPHERES)}.ncsnr.mgh"
+        return self.betas_dir / "ncsnr.nii.gz"
+
     def shared_png(self, shared_index: int, id73k: int) -> Path:
         """PNG of a shared image; both numbers 0-based (the file name is 1-based)."""
         return (
@@ -157,10 +193,17 @@ class NSDLayout:
         return None
 
     def available_sessions(self) -> list[int]:
-        """Sorted session numbers (1-based) whose beta file (.nii.gz or .hdf5) exists."""
+        """Sorted session numbers (1-based) whose beta file exists (.nii.gz or .hdf5; for
+        ``space='fsaverage'`` both hemispheres' .mgh)."""
         if not self.betas_dir.is_dir():
             return []
         found = set()
+        if self.space == "fsaverage":  # a session counts when both hemispheres exist
+            for p in self.betas_dir.glob("lh.betas_session*.mgh"):
+                digits = p.name[len("lh.betas_session") : -len(".mgh")]
+                if digits.isdigit() and (self.betas_dir / ("rh" + p.name[2:])).is_file():
+                    found.add(int(digits))
+            return sorted(found)
         for p in self.betas_dir.iterdir():
             name = p.name
             if name.startswith("betas_session") and name.endswith((".nii.gz", ".hdf5")):
@@ -367,78 +410,8 @@ def _read_betas(path: Path, ijk: np.ndarray, n: int, *, chunk: int = 50) -> np.n
     return out
 
 
-def load_nsd(
-    data_dir,
-    subject: int = 1,
-    *,
-    sessions: Sequence[int] | None = None,
-    roi: str = "nsdgeneral",
-    space: str = "func1pt8mm",
-    beta_version: str = "betas_fithrf_GLMdenoise_RR",
-    test_set: str = "shared1000",
-    verbose=None,
-) -> Trials:
-    """Load one NSD subject's single-trial betas in an ROI, with stimulus ids and splits.
-
-    Parameters
-    ----------
-    data_dir : str | PathLike
-        NSD bucket root (see :class:`NSDLayout`).
-    subject : int
-        1–8.
-    sessions : sequence of int | None
-        1-based session numbers; None = every session with a beta file.
-    roi : str
-        ROI file name under ``roi/`` (voxels with value > 0 are kept).
-    space, beta_version : str
-        See :class:`NSDLayout`.
-    test_set : 'shared1000' | 'shared982'
-        ``'shared1000'``: every trial of a shared image is test. ``'shared982'``: the
-        shared images with ≥ 1 trial in sessions 1–37 are test; trials of the other
-        shared images (seen only in sessions 38–40) are **dropped**, since they are
-        neither the test set nor the non-shared training images.
-    verbose : bool | str | int | None
-        Log level for this call.
-
-    Returns
-    -------
-    trials : Trials
-        ``X`` float32 (n_trials, n_voxels) in percent signal change (int16 / 300),
-        ``stimulus_ids`` 0-based 73k ids, ``split`` 'train'/'test', ``session``,
-        ``repeat`` (0, 1, 2: how many times the image was shown before this trial in
-        the full ``masterordering``, so it does not depend on which sessions are
-        loaded), ``info`` with units, files, ``voxel_ijk`` and ``affine``.
-    """
-    level = verbose_level(verbose)
-    old_level = logger.level
-    logger.setLevel(level)
-    try:
-        return _load_nsd(data_dir, subject, sessions, roi, space, beta_version, test_set)
-    finally:
-        logger.setLevel(old_level)
-
-
-def _load_nsd(data_dir, subject, sessions, roi, space, beta_version, test_set):
-    from tqdm.auto import tqdm
-
-    check_option("test_set", test_set, NSD_TEST_SETS)
-    if not isinstance(roi, str) or not roi or os.sep in roi:
-        raise BadInputError(f"roi must be an ROI file name such as 'nsdgeneral', got {roi!r}.")
-    layout = NSDLayout(data_dir, subject, space=space, beta_version=beta_version)
-    if not layout.data_dir.is_dir():
-        raise BadInputError(f"NSD data_dir {str(layout.data_dir)!r} does not exist. {_HOW_TO_GET}")
-    design = read_expdesign(layout.expdesign)
-    available = layout.available_sessions()
-    if sessions is None:
-        if not available:
-            raise BadInputError(
-                f"No beta files (betas_sessionSS.nii.gz or .hdf5) in "
-                f"{str(layout.betas_dir)!r}. {_HOW_TO_GET}"
-            )
-        sessions = available
-    sessions = sorted({check_positive_int("sessions", s) for s in sessions})
-    if not sessions:
-        raise BadInputError("sessions is empty; pass None for all available sessions.")
+def _volume_source(layout: NSDLayout, roi: str, sessions: list[int], available: list[int]):
+    """Check the volume beta files and ROI; return the session reader and info entries."""
     files = {}
     for s in sessions:
         path = layout.beta_file(s)
@@ -472,6 +445,249 @@ def _load_nsd(data_dir, subject, sessions, roi, space, beta_version, test_set):
                 f"{str(roi_path)!r} has shape {mask.shape}, betas {str(files[s])!r} have shape "
                 f"{grid}. Use the ROI of the same subject and space ({layout.space!r})."
             )
+
+    def read_session(s: int, out: np.ndarray) -> None:
+        raw = _read_betas(files[s], ijk, n_per_session)
+        np.divide(raw, np.float32(BETA_SCALE), out=out, dtype=np.float32)
+
+    extra = {
+        "beta_scale": BETA_SCALE,
+        "voxel_ijk": ijk,
+        "affine": roi_affine,
+        "grid_shape": tuple(int(v) for v in mask.shape),
+    }
+    file_info = {"roi": str(roi_path), "betas": {int(s): str(p) for s, p in files.items()}}
+    return read_session, n_per_session, len(ijk), extra, file_info
+
+
+def _mgh_header(path: Path) -> tuple[int, int, np.dtype]:
+    """(n_vertices, n_trials, stored dtype) of a surface beta file (V, 1, 1, n)."""
+    import nibabel as nib
+
+    try:
+        img = nib.load(path)
+    except Exception as err:  # nibabel raises several types for corrupt files
+        raise BadInputError(
+            f"Could not read {str(path)!r} as a FreeSurfer MGH file: {err}"
+        ) from err
+    shape = img.shape
+    if len(shape) != 4 or shape[1:3] != (1, 1):
+        raise BadInputError(
+            f"{str(path)!r} must have shape (n_vertices, 1, 1, n_trials) as NSD's surface "
+            f"betas (163842, 1, 1, 750), got {shape}."
+        )
+    return int(shape[0]), int(shape[3]), img.get_data_dtype()
+
+
+def _read_surface(path: Path, what: str) -> np.ndarray:
+    """A per-vertex map (.mgh / .mgz, shape (V,) or (V, 1, 1[, 1])) as a 1-D array."""
+    import nibabel as nib
+
+    try:
+        data = np.asarray(nib.load(path).dataobj)
+    except Exception as err:
+        raise BadInputError(f"Could not read {what} {str(path)!r}: {err}") from err
+    if data.ndim == 0 or any(n != 1 for n in data.shape[1:]):
+        raise BadInputError(
+            f"{what} {str(path)!r} must hold one value per vertex, shape (n_vertices, 1, 1), "
+            f"got {data.shape}."
+        )
+    return data.reshape(-1)
+
+
+def _read_surface_betas(path: Path, vertices: np.ndarray, out: np.ndarray, scale: float,
+                        *, chunk: int = 50) -> None:  # fmt: skip
+    """Betas of ``vertices`` of one .mgh into ``out`` (n_trials, n_vertices), by slabs."""
+    import nibabel as nib
+
+    proxy = nib.load(path).dataobj  # stored dtype; never the whole (V, 1, 1, n) in float64
+    n = out.shape[0]
+    for t0 in range(0, n, chunk):
+        vols = np.asarray(proxy[:, 0, 0, t0 : t0 + chunk])
+        block = vols[vertices].T
+        if scale != 1:
+            np.divide(block, np.float32(scale), out=out[t0 : t0 + chunk], dtype=np.float32)
+        else:
+            out[t0 : t0 + chunk] = block
+
+
+def _surface_source(layout: NSDLayout, roi: str | None, sessions: list[int], available):
+    """Check the fsaverage beta files and surface ROI; return the reader and info entries."""
+    files = {}
+    for s in sessions:
+        pair = {h: layout.surface_betas(s, h) for h in HEMISPHERES}
+        lacking = [str(p) for p in pair.values() if not p.is_file()]
+        if lacking:
+            raise BadInputError(
+                f"Surface beta file(s) for session {s} not found: {lacking}. Available "
+                f"sessions (both hemispheres): {available}. {_HOW_TO_GET}"
+            )
+        files[s] = pair
+    headers = {(s, h): _mgh_header(p) for s, pair in files.items() for h, p in pair.items()}
+    n_trials = {f"session {s} {h}": hd[1] for (s, h), hd in headers.items()}
+    if len(set(n_trials.values())) != 1:
+        raise BadInputError(
+            f"Surface beta files disagree on the number of trials: {n_trials}; NSD sessions "
+            "all hold 750 trials."
+        )
+    n_per_session = next(iter(n_trials.values()))
+    n_vert = {}
+    for h in HEMISPHERES:
+        counts = {s: headers[s, h][0] for s in sessions}
+        if len(set(counts.values())) != 1:
+            raise BadInputError(
+                f"{h} surface beta files disagree on the number of vertices: {counts}; "
+                f"fsaverage has {FSAVERAGE_N_VERTICES} per hemisphere."
+            )
+        n_vert[h] = counts[sessions[0]]
+
+    # NSD's surface betas are float percent signal change (DATASET_FORMATS §1): no scaling.
+    # An integer file is taken to follow NSD's int16 convention (× 300) and is divided.
+    scale = {h: BETA_SCALE if headers[sessions[0], h][2].kind in "iu" else 1.0 for h in n_vert}
+    vertices, roi_paths = {}, None
+    if roi is None:
+        vertices = {h: np.arange(n_vert[h]) for h in HEMISPHERES}
+    else:
+        roi_paths = {
+            h: _require(layout.surface_roi(roi, h), f"surface ROI {roi!r}") for h in n_vert
+        }
+        for h, path in roi_paths.items():
+            values = _read_surface(path, "surface ROI")
+            if len(values) != n_vert[h]:
+                raise BadInputError(
+                    f"Surface ROI {str(path)!r} has {len(values)} vertices but the {h} betas "
+                    f"{str(files[sessions[0]][h])!r} have {n_vert[h]}; use an fsaverage label."
+                )
+            vertices[h] = np.flatnonzero(values > 0)
+        if not sum(len(v) for v in vertices.values()):
+            raise BadInputError(
+                f"Surface ROI {roi!r} ({[str(p) for p in roi_paths.values()]}) has no vertex "
+                "with value > 0."
+            )
+    n_lh = len(vertices["lh"])
+
+    def read_session(s: int, out: np.ndarray) -> None:
+        _read_surface_betas(files[s]["lh"], vertices["lh"], out[:, :n_lh], scale["lh"])
+        _read_surface_betas(files[s]["rh"], vertices["rh"], out[:, n_lh:], scale["rh"])
+
+    extra = {
+        "beta_scale": scale["lh"],
+        "vertex_index": np.concatenate([vertices["lh"], n_vert["lh"] + vertices["rh"]]),
+        "hemisphere": np.repeat(np.array(HEMISPHERES), [n_lh, len(vertices["rh"])]),
+        "n_vertices_per_hemisphere": dict(n_vert),
+        "affine": None,
+        "grid_shape": None,
+    }
+    file_info = {
+        "roi": None if roi_paths is None else {h: str(p) for h, p in roi_paths.items()},
+        "betas": {int(s): {h: str(p) for h, p in pair.items()} for s, pair in files.items()},
+    }
+    return read_session, n_per_session, n_lh + len(vertices["rh"]), extra, file_info
+
+
+def load_nsd(
+    data_dir,
+    subject: int = 1,
+    *,
+    sessions: Sequence[int] | None = None,
+    roi: str | None = "nsdgeneral",
+    space: str = "func1pt8mm",
+    beta_version: str = "betas_fithrf_GLMdenoise_RR",
+    test_set: str = "shared1000",
+    verbose=None,
+) -> Trials:
+    """Load one NSD subject's single-trial betas in an ROI, with stimulus ids and splits.
+
+    Parameters
+    ----------
+    data_dir : str | PathLike
+        NSD bucket root (see :class:`NSDLayout`).
+    subject : int
+        1–8.
+    sessions : sequence of int | None
+        1-based session numbers; None = every session with a beta file.
+    roi : str | None
+        ROI file name under ``roi/`` (voxels with value > 0 are kept). With
+        ``space='fsaverage'``: the label name of ``nsddata/freesurfer/fsaverage/label/
+        {lh,rh}.<roi>.mgz`` (vertices with value > 0 kept), or None for every vertex.
+    space, beta_version : str
+        See :class:`NSDLayout`. ``space='fsaverage'`` reads ``{lh,rh}.betas_sessionSS.mgh``
+        (float percent signal change, so not divided by 300); the voxels are then the kept
+        vertices of lh followed by those of rh.
+    test_set : 'shared1000' | 'shared982'
+        ``'shared1000'``: every trial of a shared image is test. ``'shared982'``: the
+        shared images with ≥ 1 trial in sessions 1–37 are test; trials of the other
+        shared images (seen only in sessions 38–40) are **dropped**, since they are
+        neither the test set nor the non-shared training images.
+    verbose : bool | str | int | None
+        Log level for this call.
+
+    Returns
+    -------
+    trials : Trials
+        ``X`` float32 (n_trials, n_voxels) in percent signal change (int16 / 300),
+        ``stimulus_ids`` 0-based 73k ids, ``split`` 'train'/'test', ``session``,
+        ``repeat`` (0, 1, 2: how many times the image was shown before this trial in
+        the full ``masterordering``, so it does not depend on which sessions are
+        loaded), ``info`` with units, files, ``voxel_ijk`` and ``affine``. With
+        ``space='fsaverage'``, ``info`` has instead ``vertex_index`` (n_voxels,: index
+        into lh + rh vertices concatenated, rh offset by the lh vertex count),
+        ``hemisphere`` (n_voxels,: ``'lh'``/``'rh'``) and ``n_vertices_per_hemisphere``;
+        ``affine`` and ``grid_shape`` are None.
+
+    Notes
+    -----
+    Sessions are read one at a time, in slabs of 50 trials, into one preallocated float32
+    array: memory peaks near the size of the returned ``X`` plus one session's int16 betas
+    at the kept voxels (the whole 4-D volume is never decoded at once). See
+    ``benchmarks/fmri_io.py`` for measured time and peak memory.
+    """
+    level = verbose_level(verbose)
+    old_level = logger.level
+    logger.setLevel(level)
+    try:
+        return _load_nsd(data_dir, subject, sessions, roi, space, beta_version, test_set)
+    finally:
+        logger.setLevel(old_level)
+
+
+def _load_nsd(data_dir, subject, sessions, roi, space, beta_version, test_set):
+    from tqdm.auto import tqdm
+
+    check_option("test_set", test_set, NSD_TEST_SETS)
+    surface_all = roi is None and space == "fsaverage"
+    if not surface_all and (not isinstance(roi, str) or not roi or os.sep in roi):
+        raise BadInputError(
+            f"roi must be an ROI file name such as 'nsdgeneral' (or None with "
+            f"space='fsaverage' for every vertex), got {roi!r}."
+        )
+    layout = NSDLayout(data_dir, subject, space=space, beta_version=beta_version)
+    if not layout.data_dir.is_dir():
+        raise BadInputError(f"NSD data_dir {str(layout.data_dir)!r} does not exist. {_HOW_TO_GET}")
+    design = read_expdesign(layout.expdesign)
+    available = layout.available_sessions()
+    if sessions is None:
+        if not available:
+            kind = (
+                "{lh,rh}.betas_sessionSS.mgh"
+                if space == "fsaverage"
+                else "betas_sessionSS.nii.gz or .hdf5"
+            )
+            raise BadInputError(
+                f"No beta files ({kind}) in {str(layout.betas_dir)!r}. {_HOW_TO_GET}"
+            )
+        sessions = available
+    sessions = sorted({check_positive_int("sessions", s) for s in sessions})
+    if not sessions:
+        raise BadInputError("sessions is empty; pass None for all available sessions.")
+    if space == "fsaverage":
+        read_session, n_per_session, n_voxels, extra, file_info = _surface_source(
+            layout, roi, sessions, available
+        )
+    else:
+        read_session, n_per_session, n_voxels, extra, file_info = _volume_source(
+            layout, roi, sessions, available
+        )
 
     masterordering = design["masterordering"]
     subjectim = design["subjectim"]
@@ -514,17 +730,17 @@ def _load_nsd(data_dir, subject, sessions, roi, space, beta_version, test_set):
     else:
         is_test_image = np.ones(n_shared, dtype=bool)
 
-    X_parts, k_parts, sess_parts, t_parts = [], [], [], []
+    # One float32 array filled session by session: peak memory ≈ X + one session's read.
+    X = np.empty((len(sessions) * n_per_session, n_voxels), dtype=np.float32)
+    k_parts, sess_parts, t_parts = [], [], []
     bar = tqdm(sessions, desc=f"NSD subj{subject:02d} betas", disable=progress_disabled())
-    for s in bar:
-        raw = _read_betas(files[s], ijk, n_per_session)
-        X_parts.append(raw.astype(np.float32) / np.float32(BETA_SCALE))
+    for n, s in enumerate(bar):
+        read_session(s, X[n * n_per_session : (n + 1) * n_per_session])
         t = (s - 1) * n_per_session + np.arange(n_per_session)
         t_parts.append(t)
         k_parts.append(masterordering[t])
         sess_parts.append(np.full(n_per_session, s, dtype=np.int64))
-        logger.debug("read %s: %d trials × %d voxels", files[s], n_per_session, len(ijk))
-    X = np.concatenate(X_parts)
+        logger.debug("read session %d: %d trials × %d voxels", s, n_per_session, n_voxels)
     k = np.concatenate(k_parts)
     t = np.concatenate(t_parts)
     session = np.concatenate(sess_parts)
@@ -541,29 +757,21 @@ def _load_nsd(data_dir, subject, sessions, roi, space, beta_version, test_set):
         "dataset": "nsd",
         "data_dir": str(data_dir),
         "units": "percent signal change",
-        "beta_scale": BETA_SCALE,
         "beta_version": beta_version,
         "space": space,
         "roi": roi,
         "test_set": test_set,
-        "n_voxels": int(len(ijk)),
+        "n_voxels": int(n_voxels),
         "n_trials_per_session": int(n_per_session),
         "n_shared": int(n_shared),
         "n_test_images": int(is_test_image.sum()),
         "n_trials_dropped": n_dropped,
         "sessions": sessions,
-        "voxel_ijk": ijk,
-        "affine": roi_affine,
-        "grid_shape": tuple(int(v) for v in mask.shape),
-        "files": {
-            "expdesign": str(layout.expdesign),
-            "roi": str(roi_path),
-            "betas": {int(s): str(p) for s, p in files.items()},
-            "stimuli": str(layout.stimuli),
-        },
+        **extra,
+        "files": {"expdesign": str(layout.expdesign), **file_info, "stimuli": str(layout.stimuli)},
     }
     trials = Trials(
-        X=X[keep],
+        X=X if keep.all() else X[keep],
         stimulus_ids=subjectim[subject - 1, k[keep]],
         split=split[keep],
         session=session[keep],
@@ -627,12 +835,12 @@ def nsd_roi_masks(
     missing : dict of str to str
         The other requested regions with the reason.
     """
-    ijk = np.asarray(voxel_ijk)
-    if ijk.ndim != 2 or ijk.shape[1] != 3 or ijk.dtype.kind not in "iu":
+    if space == "fsaverage":
         raise BadInputError(
-            f"voxel_ijk must be an integer array of shape (n_voxels, 3), got "
-            f"{ijk.dtype} {ijk.shape}."
+            "space='fsaverage' is not supported by nsd_roi_masks (volume ROIs only); "
+            "load_nsd(..., space='fsaverage', roi=<label>) selects fsaverage label vertices."
         )
+    ijk = _check_ijk(voxel_ijk)
     if isinstance(rois, str):
         rois = [rois]
     for name in rois:
@@ -682,6 +890,90 @@ def nsd_roi_masks(
         else:
             masks[name] = mask
     return masks, missing
+
+
+def _check_ijk(voxel_ijk) -> np.ndarray:
+    ijk = np.asarray(voxel_ijk)
+    if ijk.ndim != 2 or ijk.shape[1] != 3 or ijk.dtype.kind not in "iu":
+        raise BadInputError(
+            f"voxel_ijk must be an integer array of shape (n_voxels, 3), got "
+            f"{ijk.dtype} {ijk.shape}."
+        )
+    return ijk
+
+
+def read_nsd_ncsnr(
+    data_dir,
+    subject: int,
+    voxel_ijk,
+    *,
+    space: str = "func1pt8mm",
+    beta_version: str = "betas_fithrf_GLMdenoise_RR",
+) -> np.ndarray:
+    """NSD's published noise-ceiling SNR (``ncsnr``) at the loaded voxels.
+
+    Reads ``nsddata_betas/ppdata/subjNN/<space>/<beta_version>/ncsnr.nii.gz``
+    (:meth:`NSDLayout.ncsnr`), computed by the NSD authors from all sessions with betas
+    z-scored per session. For ``space='fsaverage'`` it reads ``{lh,rh}.ncsnr.mgh`` in the
+    same folder (path UNCONFIRMED). To turn it into a noise ceiling (percent of variance),
+    use ``braindecode_suite.models.compute_noise_ceiling(ncsnr, n_repeats)``
+    (``NC = 100 ncsnr² / (ncsnr² + 1/n)``); :func:`braindecode_suite.models.compute_ncsnr`
+    computes ncsnr from loaded trials instead.
+
+    Parameters
+    ----------
+    data_dir : str | PathLike
+        NSD bucket root (see :class:`NSDLayout`).
+    subject : int
+        1–8.
+    voxel_ijk : array-like of int
+        Volume spaces: shape (n_voxels, 3), the grid indices ``trials.info['voxel_ijk']``
+        of :func:`load_nsd`. ``'fsaverage'``: shape (n_voxels,), the vertex indices
+        ``trials.info['vertex_index']`` (lh then rh, rh offset by the lh vertex count).
+    space, beta_version : str
+        See :class:`NSDLayout`; the same as given to :func:`load_nsd`.
+
+    Returns
+    -------
+    ncsnr : ndarray of float64, shape (n_voxels,)
+        In the order of ``voxel_ijk``.
+    """
+    layout = NSDLayout(data_dir, subject, space=space, beta_version=beta_version)
+    if space == "fsaverage":
+        idx = np.asarray(voxel_ijk)
+        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+            raise BadInputError(
+                "voxel_ijk must be a 1-D integer array of vertex indices for space="
+                f"'fsaverage' (trials.info['vertex_index']), got {idx.dtype} {idx.shape}."
+            )
+        maps = [
+            _read_surface(_require(layout.ncsnr(h), f"{h} ncsnr"), "ncsnr") for h in HEMISPHERES
+        ]
+        values = np.concatenate(maps)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(values)):
+            raise BadInputError(
+                f"voxel_ijk holds vertex indices outside [0, {len(values) - 1}] (lh "
+                f"{len(maps[0])} + rh {len(maps[1])} vertices), got min {int(idx.min())}, "
+                f"max {int(idx.max())}."
+            )
+        return values[idx].astype(np.float64)
+    import nibabel as nib
+
+    ijk = _check_ijk(voxel_ijk)
+    path = _require(layout.ncsnr(), "ncsnr")
+    try:
+        data = np.asarray(nib.load(path).dataobj)
+    except Exception as err:  # nibabel raises several types for corrupt files
+        raise BadInputError(f"Could not read {str(path)!r} as NIfTI: {err}") from err
+    data = data[..., 0] if data.ndim == 4 and data.shape[3] == 1 else data
+    if data.ndim != 3:
+        raise BadInputError(f"ncsnr {str(path)!r} must be a 3-D volume, got shape {data.shape}.")
+    if len(ijk) and ((ijk < 0).any() or (ijk.max(axis=0) >= data.shape).any()):
+        raise BadInputError(
+            f"voxel_ijk does not fit {str(path)!r} of shape {data.shape} (max index "
+            f"{ijk.max(axis=0).tolist()}); pass the voxel_ijk of the same subject and space."
+        )
+    return data[tuple(ijk.T)].astype(np.float64)
 
 
 # ----------------------------------------------------------------------------- captions

@@ -375,9 +375,15 @@ def _check_image_array(name: str, images, ndims: tuple[int, ...]) -> np.ndarray:
 def _resize_np(
     images: np.ndarray, size: int, *, interpolation: str, antialias: bool, pil: bool = False
 ) -> np.ndarray:
-    """Square-resize (n, H, W, 3) images in torch, chunked; float32 in [0, 1] out."""
+    """Square-resize (n, H, W, 3) images in torch, chunked; float32 in [0, 1] out.
+
+    The tensors stay channels-last in memory (a permuted view of the NHWC array), so
+    ``interpolate`` writes channels-last output and no strided gather copy is needed.
+    """
     import torch
 
+    if images.shape[1:3] == (size, size) and not pil:
+        return _as_float(images)  # resizing to the same size is the identity (torchvision too)
     out = np.empty((len(images), size, size, 3), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(images), _CHUNK):
@@ -385,8 +391,10 @@ def _resize_np(
             t = torch.from_numpy(np.ascontiguousarray(chunk)).permute(0, 3, 1, 2)
             t = t.float() / 255.0 if chunk.dtype == np.uint8 else t.float()
             t = resize_tensor(t, size, interpolation=interpolation, antialias=antialias, pil=pil)
-            t = t.clamp(0.0, 1.0)  # bicubic overshoot (bilinear never leaves [0, 1])
-            out[start : start + len(chunk)] = t.permute(0, 2, 3, 1).numpy()
+            if interpolation != "bilinear":  # bicubic overshoots; bilinear stays in [0, 1]
+                t = t.clamp_(0.0, 1.0)
+            out_view = torch.from_numpy(out[start : start + len(chunk)])
+            out_view.copy_(t.permute(0, 2, 3, 1))
     return out
 
 
@@ -422,17 +430,20 @@ def _ssim_device(device):
 
 
 def _pixcorr_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r of each flattened pair of equal-size images, in float64."""
-    a = a.reshape(len(a), -1)
-    b = b.reshape(len(b), -1)
-    am = a.mean(axis=1, dtype=np.float64)[:, None]
-    bm = b.mean(axis=1, dtype=np.float64)[:, None]
+    """Pearson r of each flattened pair of equal-size images, in float64 (torch, row by row)."""
+    import torch
+
+    a = torch.from_numpy(np.ascontiguousarray(a).reshape(len(a), -1))
+    b = torch.from_numpy(np.ascontiguousarray(b).reshape(len(b), -1))
     r = np.empty(len(a))
-    for i in range(len(a)):  # row by row: no (n, 3 * size**2) float64 temporaries
-        x = a[i].astype(np.float64) - am[i]
-        y = b[i].astype(np.float64) - bm[i]
-        den = np.sqrt(np.dot(x, x) * np.dot(y, y))
-        r[i] = np.dot(x, y) / den if den > 0 else np.nan
+    with torch.inference_mode():
+        for i in range(len(a)):  # no (n, 3 * size**2) float64 temporaries
+            x = a[i].double()
+            y = b[i].double()
+            x -= x.mean()
+            y -= y.mean()
+            den = float(torch.sqrt(torch.dot(x, x) * torch.dot(y, y)))
+            r[i] = float(torch.dot(x, y)) / den if den > 0 else np.nan
     return r
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..datasets import read_nsd_stimuli
+from ..datasets import read_stimulus_images
 from ..evaluation import save_grid, write_report_html
 from ..features import FeatureStore
 from ..utils.validation import BadInputError
@@ -97,7 +97,7 @@ def _route_sections(
             store = FeatureStore(stage_dir / outputs["reconstructions"]["path"])
             ids = store.stimulus_ids[:n_grid]
             grid = out_dir / f"grid_{m['stage']}.png"
-            save_grid(grid, read_nsd_stimuli(stimuli["path"], ids), store.read("image", ids))
+            save_grid(grid, read_stimulus_images(stimuli, ids), store.read("image", ids))
             note = store.attrs.get("weights", "")
             images[f"Route '{m['stage']}' ({m['kind']}{'; ' + note if note else ''}): "
                    "test stimuli (top), reconstructions (bottom)"] = grid  # fmt: skip
@@ -149,7 +149,7 @@ def build_report(
     recon_store = FeatureStore(reconstructions_path)
     ids = recon_store.stimulus_ids[:n_grid]
     recon = recon_store.read("image", ids)
-    gt = read_nsd_stimuli(stimuli_path, ids)
+    gt = read_stimulus_images(stimuli or {"path": stimuli_path}, ids)
     save_grid(grid_path, gt, recon, n_max=n_grid)
     stages = [
         {
@@ -228,7 +228,7 @@ def regenerate_report(run_dir: Path) -> Path | None:
     return build_report(
         metrics_path=by_key["metrics"],
         reconstructions_path=by_key["reconstructions"],
-        stimuli_path=stim["path"],
+        stimuli_path=stim.get("path"),
         manifests=manifests,
         provenance=resolved.get("provenance", []),
         title=title,

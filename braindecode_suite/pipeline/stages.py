@@ -19,7 +19,8 @@ from ..datasets import (
     NSDLayout,
     load_nsd,
     make_demo_nsd,
-    read_nsd_stimuli,
+    read_stimulus_images,
+    stimulus_format,
 )
 from ..evaluation import evaluate_images, evaluate_protocol, format_paper_table, paper_table
 from ..features import FeatureStore, extract_features, make_extractor
@@ -205,7 +206,7 @@ class LoadNSD(Stage):
 
 def _read_stimuli(stimuli_json: Path) -> dict:
     info = json.loads(Path(stimuli_json).read_text())
-    if not Path(info["path"]).is_file():
+    if stimulus_format(info) == "nsd_hdf5" and not Path(info["path"]).is_file():
         raise BadInputError(
             f"The stimulus file {info['path']!r} recorded by an earlier stage is gone; "
             "re-run with --force on the data stage."
@@ -250,7 +251,7 @@ class ExtractFeatures(Stage):
             if spec.input == "captions":
                 load, stimulus_set["captions"] = _caption_loader(stim, self.name)
             else:
-                load = lambda b, p=stim["path"]: read_nsd_stimuli(p, b)  # noqa: E731
+                load = lambda b, s=stim: read_stimulus_images(s, b)  # noqa: E731
             path = extract_features(
                 extractor,
                 ids,
@@ -553,7 +554,7 @@ class EvaluateImages(Stage):
         recon_store = FeatureStore(ctx.input("reconstructions"))
         ids = recon_store.stimulus_ids
         stim = _read_stimuli(ctx.input("stimuli"))
-        gt = read_nsd_stimuli(stim["path"], ids)
+        gt = read_stimulus_images(stim, ids)
         recon = recon_store.read("image")
         c = self.config
         networks = {n: s.build(ctx.device) for n, s in c.networks.items()}
@@ -731,7 +732,7 @@ class Report(Stage):
         build_report(
             metrics_path=ctx.input("metrics"),
             reconstructions_path=ctx.input("reconstructions"),
-            stimuli_path=stim["path"],
+            stimuli_path=stim.get("path"),
             manifests=ctx.stage_manifests(),
             provenance=ctx.provenance,
             title=self.config.title,

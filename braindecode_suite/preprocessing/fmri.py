@@ -1,16 +1,21 @@
-"""fMRI trial preprocessing: per-session z-scoring and repeat averaging."""
+"""fMRI trial preprocessing: per-session z-scoring, repeat averaging, time-series cleaning.
+
+Masking of images lives in :mod:`.masking`, trial-wise GLM betas in :mod:`.glm`.
+"""
 
 from __future__ import annotations
 
 import copy
 import warnings
 
+import os
+
 import numpy as np
 
 from ..datasets import Trials
-from ..utils.validation import BadInputError, check_type
+from ..utils.validation import BadInputError, check_option, check_type
 
-__all__ = ["zscore_per_session", "average_repeats"]
+__all__ = ["zscore_per_session", "average_repeats", "clean_trials"]
 
 
 def zscore_per_session(trials: Trials) -> Trials:
@@ -160,3 +165,200 @@ def average_repeats(trials: Trials, *, split: str | None = "test") -> Trials:
         info=info,
         run=np.concatenate([p.run for p in parts]),
     )
+
+
+# ----------------------------------------------------------------------------- cleaning
+_STANDARDIZE = (False, True, "zscore_sample", "zscore", "psc")
+_FILTERS = ("butterworth", "cosine")
+
+
+def _standardize_option(standardize) -> str | bool:
+    """``True`` means ``'zscore_sample'`` (ddof=1); ``False`` means no scaling."""
+    if isinstance(standardize, (bool, np.bool_)):
+        return "zscore_sample" if standardize else False
+    return check_option("standardize", standardize, _STANDARDIZE)
+
+
+def _confounds_array(name: str, confounds, n_rows: int) -> np.ndarray | None:
+    """Confounds as a float (n_rows, n_confounds) array (from an array, DataFrame or TSV/CSV)."""
+    import pandas as pd
+
+    if confounds is None:
+        return None
+    if isinstance(confounds, (str, os.PathLike)):
+        from ..utils.validation import check_path
+
+        path = check_path(name, confounds, kind="file")
+        sep = "," if path.suffix.lower() == ".csv" else "\t"
+        confounds = pd.read_csv(path, sep=sep)
+    if isinstance(confounds, pd.Series):
+        confounds = confounds.to_frame()
+    if isinstance(confounds, pd.DataFrame):
+        bad_cols = [c for c in confounds.columns if confounds[c].isna().any()]
+        if bad_cols:
+            raise BadInputError(
+                f"{name} has NaN in column(s) {bad_cols[:5]} (e.g. the first row of fMRIPrep's "
+                "derivative columns); fill them (e.g. confounds.fillna(0)) or drop the columns."
+            )
+        try:
+            arr = confounds.to_numpy(dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise BadInputError(f"{name} must hold numbers only: {err}") from None
+    else:
+        arr = np.asarray(confounds)
+        if arr.dtype.kind not in "biuf":
+            raise BadInputError(
+                f"{name} must be an array, DataFrame or TSV/CSV path of numbers, got "
+                f"{type(confounds).__name__} of dtype {arr.dtype}."
+            )
+        arr = arr.astype(np.float64)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[0] != n_rows:
+        raise BadInputError(
+            f"{name} must have one row per time point ({n_rows} rows), got shape {arr.shape}."
+        )
+    if not np.isfinite(arr).all():
+        raise BadInputError(
+            f"{name} contains {int((~np.isfinite(arr)).sum())} non-finite values; fill or drop "
+            "them first."
+        )
+    return arr
+
+
+def _clean_signals(
+    X: np.ndarray,
+    runs: np.ndarray,
+    *,
+    detrend: bool,
+    high_pass: float | None,
+    t_r: float | None,
+    confounds: np.ndarray | None,
+    standardize,
+    filter: str = "butterworth",
+) -> np.ndarray:
+    """:func:`nilearn.signal.clean` with ``runs=``, keeping the input row order.
+
+    nilearn returns the runs stacked in sorted run order; rows are sorted by run (stably,
+    so time order within a run is kept) before the call and put back after it.
+    """
+    from nilearn.signal import clean
+
+    if not detrend and high_pass is None and confounds is None and not standardize:
+        return X
+    _, codes, counts = np.unique(runs, return_inverse=True, return_counts=True)
+    if counts.min() < 2:
+        short = np.unique(runs)[counts < 2].tolist()
+        raise BadInputError(
+            f"run(s) {short} have a single time point; detrending, filtering, confound "
+            "regression and standardising need at least 2 per run."
+        )
+    order = np.argsort(codes, kind="stable")
+    cleaned = clean(
+        X[order].astype(np.float64),
+        runs=codes[order],
+        detrend=bool(detrend),
+        standardize=standardize,
+        confounds=None if confounds is None else confounds[order],
+        filter=filter if high_pass is not None else False,
+        high_pass=high_pass,
+        t_r=t_r,
+    )
+    out = np.empty_like(cleaned)
+    out[order] = cleaned
+    return out
+
+
+def _check_filter_args(high_pass, t_r, filter: str) -> tuple[float | None, float | None]:
+    check_option("filter", filter, _FILTERS)
+    if t_r is not None:
+        if isinstance(t_r, bool) or not isinstance(t_r, (int, float, np.number)) or t_r <= 0:
+            raise BadInputError(f"t_r must be a positive number of seconds, got {t_r!r}.")
+        t_r = float(t_r)
+    if high_pass is not None:
+        if (
+            isinstance(high_pass, bool)
+            or not isinstance(high_pass, (int, float, np.number))
+            or high_pass <= 0
+        ):
+            raise BadInputError(
+                f"high_pass must be None or a positive cut-off in Hz, got {high_pass!r}."
+            )
+        if t_r is None:
+            raise BadInputError(
+                f"high_pass={high_pass} needs the repetition time: pass t_r=<seconds>."
+            )
+        high_pass = float(high_pass)
+    return high_pass, t_r
+
+
+def clean_trials(
+    trials: Trials,
+    *,
+    detrend: bool = False,
+    high_pass: float | None = None,
+    t_r: float | None = None,
+    confounds=None,
+    standardize: bool | str = False,
+    filter: str = "butterworth",
+) -> Trials:
+    """Clean a time series of volumes, one run at a time (:func:`nilearn.signal.clean`).
+
+    For trials that are consecutive volumes of a BOLD time series (e.g. Haxby's
+    ``unit='volume'`` trials with rest kept): detrending, high-pass filtering, confound
+    regression and standardising are done within each (session, run), passing ``runs=``
+    to nilearn. Rows must be in acquisition order within each run; row order is kept.
+
+    Parameters
+    ----------
+    trials : Trials
+        ``X`` of shape (n_volumes, n_features); ``session`` and ``run`` say which rows
+        form one run.
+    detrend : bool
+        Remove a linear trend per run.
+    high_pass : float | None
+        High-pass cut-off in Hz (needs ``t_r``).
+    t_r : float | None
+        Repetition time in seconds.
+    confounds : ndarray | DataFrame | str | PathLike | None
+        (n_volumes, n_confounds) regressors (or a TSV/CSV path), projected out per run.
+    standardize : bool | 'zscore_sample' | 'zscore' | 'psc'
+        Scale per run; True means ``'zscore_sample'`` (s.d. with ddof=1).
+    filter : 'butterworth' | 'cosine'
+        How ``high_pass`` is applied (a Butterworth filter, or cosine drift regressors).
+
+    Returns
+    -------
+    trials : Trials
+        A copy with float32 ``X``; ``info['preprocessing']`` gains a ``'clean_trials(...)'``
+        entry naming the settings.
+    """
+    check_type("trials", trials, Trials)
+    X = np.asarray(trials.X)
+    if X.ndim != 2:
+        raise BadInputError(
+            f"clean_trials needs X of shape (n_volumes, n_features), got {X.shape}."
+        )
+    high_pass, t_r = _check_filter_args(high_pass, t_r, filter)
+    standardize = _standardize_option(standardize)
+    conf = _confounds_array("confounds", confounds, X.shape[0])
+    _, runs = np.unique(np.stack([trials.session, trials.run], axis=1), axis=0, return_inverse=True)
+    runs = runs.reshape(-1)
+    cleaned = _clean_signals(
+        X,
+        runs,
+        detrend=detrend,
+        high_pass=high_pass,
+        t_r=t_r,
+        confounds=conf,
+        standardize=standardize,
+        filter=filter,
+    )
+    info = copy.deepcopy(trials.info)
+    n_conf = 0 if conf is None else conf.shape[1]
+    step = (
+        f"clean_trials(detrend={bool(detrend)}, high_pass={high_pass}, t_r={t_r}, "
+        f"n_confounds={n_conf}, standardize={standardize!r}, filter={filter!r})"
+    )
+    info["preprocessing"] = [*info.get("preprocessing", []), step]
+    return _replace(trials, X=cleaned.astype(np.float32), info=info)
