@@ -470,7 +470,7 @@ def _mgh_header(path: Path) -> tuple[int, int, np.dtype]:
         raise BadInputError(
             f"Could not read {str(path)!r} as a FreeSurfer MGH file: {err}"
         ) from err
-    shape = img.shape
+    shape = tuple(int(n) for n in img.shape)  # MGH headers give numpy ints
     if len(shape) != 4 or shape[1:3] != (1, 1):
         raise BadInputError(
             f"{str(path)!r} must have shape (n_vertices, 1, 1, n_trials) as NSD's surface "

@@ -14,6 +14,7 @@ from braindecode_suite.datasets import (
     iter_nsd_stimuli,
     load_nsd,
     read_expdesign,
+    read_nsd_ncsnr,
     read_nsd_stimuli,
 )
 from braindecode_suite.datasets.nsd import shared982_mask
@@ -273,3 +274,168 @@ def test_nsd_roi_masks_by_hand(tiny):
         nsd_roi_masks(root, 2, ijk, rois=["V9"])
     with pytest.raises(BadInputError, match="voxel_ijk"):
         nsd_roi_masks(root, 2, ijk[:, :2])
+
+
+# ---- ncsnr and fsaverage surface betas --------------------------------------------------
+
+N_VERT = {"lh": 7, "rh": 6}  # unequal on purpose (fsaverage has 163842 per hemisphere)
+
+
+def _save_mgh(data, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.MGHImage(data, np.eye(4)), path)
+
+
+def _write_surface(root, *, sessions, n_per=4, subject=2, dtype=np.float32, seed=1):
+    """fsaverage betas for the tiny NSD; return {(session, hemi): (V, n_per) betas}."""
+    layout = NSDLayout(root, subject, space="fsaverage")
+    rng = np.random.default_rng(seed)
+    betas = {}
+    for s in sessions:
+        for h, n in N_VERT.items():
+            if dtype == np.int16:
+                b = rng.integers(-3000, 3000, (n, n_per)).astype(np.int16)
+            else:
+                b = rng.normal(0, 2, (n, n_per)).astype(np.float32)
+            betas[s, h] = b
+            _save_mgh(b[:, None, None, :], layout.surface_betas(s, h))
+    return betas
+
+
+@pytest.fixture
+def surface(tiny):
+    root = tiny[0]
+    betas = _write_surface(root, sessions=[1, 2])
+    layout = NSDLayout(root, 2, space="fsaverage")
+    rois = {"lh": np.array([0, 2, 0, 1, -1, 0, 3]), "rh": np.array([1, 0, 0, 0, 0, 2])}
+    for h, values in rois.items():
+        _save_mgh(values.astype(np.int32)[:, None, None], layout.surface_roi("nsdgeneral", h))
+    return root, betas
+
+
+def test_fsaverage_layout_paths(tmp_path):
+    lay = NSDLayout(tmp_path, 1, space="fsaverage")
+    assert (
+        lay.surface_betas(3, "rh")
+        .as_posix()
+        .endswith(
+            "nsddata_betas/ppdata/subj01/fsaverage/betas_fithrf_GLMdenoise_RR/rh.betas_session03.mgh"
+        )
+    )
+    assert (
+        lay.surface_roi("streams", "lh")
+        .as_posix()
+        .endswith("nsddata/freesurfer/fsaverage/label/lh.streams.mgz")
+    )
+    assert lay.ncsnr("lh").name == "lh.ncsnr.mgh"
+    assert (
+        NSDLayout(tmp_path, 1)
+        .ncsnr()
+        .as_posix()
+        .endswith("subj01/func1pt8mm/betas_fithrf_GLMdenoise_RR/ncsnr.nii.gz")
+    )
+    with pytest.raises(BadInputError, match=r"'hemi'.*got 'left'"):
+        lay.surface_betas(1, "left")
+
+
+def test_fsaverage_available_sessions_need_both_hemispheres(tiny):
+    root = tiny[0]
+    _write_surface(root, sessions=[1, 2])
+    layout = NSDLayout(root, 2, space="fsaverage")
+    layout.surface_betas(2, "rh").unlink()
+    assert layout.available_sessions() == [1]
+
+
+def test_load_nsd_fsaverage_roi(surface):
+    root, betas = surface
+    trials = load_nsd(root, subject=2, space="fsaverage")
+    # ROI > 0: lh vertices 1, 3, 6; rh vertices 0, 5 (rh offset by the 7 lh vertices)
+    np.testing.assert_array_equal(trials.info["vertex_index"], [1, 3, 6, 7, 12])
+    assert trials.info["hemisphere"].tolist() == ["lh", "lh", "lh", "rh", "rh"]
+    assert trials.info["n_vertices_per_hemisphere"] == N_VERT
+    assert trials.info["beta_scale"] == 1.0 and "voxel_ijk" not in trials.info
+    expected = np.concatenate(
+        [np.concatenate([betas[s, "lh"][[1, 3, 6]], betas[s, "rh"][[0, 5]]]).T for s in (1, 2)]
+    )
+    np.testing.assert_array_equal(trials.X, expected)  # float PSC: no /300
+    # same trial -> stimulus mapping as the volume hand example
+    np.testing.assert_array_equal(trials.stimulus_ids, np.array([7, 4, 6, 9, 4, 8, 1, 9]) - 1)
+    assert trials.info["files"]["betas"][2]["rh"].endswith("rh.betas_session02.mgh")
+
+
+def test_load_nsd_fsaverage_all_vertices_int16(tiny):
+    root = tiny[0]
+    betas = _write_surface(root, sessions=[2], dtype=np.int16)
+    trials = load_nsd(root, subject=2, space="fsaverage", roi=None, sessions=[2])
+    assert trials.X.shape == (4, 13) and trials.info["files"]["roi"] is None
+    expected = np.concatenate([betas[2, "lh"], betas[2, "rh"]]).T / 300
+    np.testing.assert_allclose(trials.X, expected, rtol=1e-6)
+    assert trials.info["beta_scale"] == 300.0
+
+
+def test_read_nsd_ncsnr_volume(tiny):
+    from braindecode_suite.models import compute_noise_ceiling
+
+    root, _, mask = tiny
+    ncsnr = np.random.default_rng(3).uniform(0, 2, GRID).astype(np.float32)
+    _save(ncsnr, NSDLayout(root, 2).ncsnr())
+    trials = load_nsd(root, subject=2)
+    got = read_nsd_ncsnr(root, 2, trials.info["voxel_ijk"])
+    assert got.dtype == np.float64 and got.shape == (7,)
+    np.testing.assert_array_equal(got, ncsnr[mask])  # argwhere order = C order of mask
+    nc = compute_noise_ceiling(got, 3)
+    np.testing.assert_allclose(nc, 100 * got**2 / (got**2 + 1 / 3))
+
+
+def test_read_nsd_ncsnr_fsaverage(surface):
+    root, _ = surface
+    layout = NSDLayout(root, 2, space="fsaverage")
+    maps = {h: np.arange(n, dtype=np.float32) / 10 + (h == "rh") for h, n in N_VERT.items()}
+    for h, m in maps.items():
+        _save_mgh(m[:, None, None], layout.ncsnr(h))
+    trials = load_nsd(root, subject=2, space="fsaverage")
+    got = read_nsd_ncsnr(root, 2, trials.info["vertex_index"], space="fsaverage")
+    np.testing.assert_allclose(got, [0.1, 0.3, 0.6, 1.0, 1.5], rtol=1e-6)
+    with pytest.raises(BadInputError, match=r"outside \[0, 12\].*lh 7 \+ rh 6"):
+        read_nsd_ncsnr(root, 2, [0, 13], space="fsaverage")
+    with pytest.raises(BadInputError, match=r"1-D integer array.*vertex_index"):
+        read_nsd_ncsnr(root, 2, np.zeros((2, 3), int), space="fsaverage")
+
+
+def test_read_nsd_ncsnr_bad_inputs(tiny):
+    root = tiny[0]
+    with pytest.raises(BadInputError, match=r"ncsnr not found.*subj02/func1pt8mm/.*ncsnr.nii.gz"):
+        read_nsd_ncsnr(root, 2, np.zeros((1, 3), int))
+    _save(np.ones(GRID, np.float32), NSDLayout(root, 2).ncsnr())
+    with pytest.raises(BadInputError, match=r"voxel_ijk must be an integer array.*\(4, 2\)"):
+        read_nsd_ncsnr(root, 2, np.zeros((4, 2), int))
+    with pytest.raises(BadInputError, match=r"does not fit.*\(3, 4, 5\).*\[0, 0, 5\]"):
+        read_nsd_ncsnr(root, 2, [[0, 0, 5]])
+
+
+def test_fsaverage_bad_inputs(surface):
+    root, _ = surface
+    layout = NSDLayout(root, 2, space="fsaverage")
+    with pytest.raises(BadInputError, match=r"roi must be.*or None with space='fsaverage'"):
+        load_nsd(root, subject=2, roi=None)
+    with pytest.raises(BadInputError, match=r"surface ROI 'streams' not found.*lh.streams.mgz"):
+        load_nsd(root, subject=2, space="fsaverage", roi="streams")
+    _save_mgh(np.ones((5, 1, 1), np.int32), layout.surface_roi("short", "lh"))
+    _save_mgh(np.ones((6, 1, 1), np.int32), layout.surface_roi("short", "rh"))
+    with pytest.raises(BadInputError, match=r"lh.short.mgz.*has 5 vertices.*lh betas.*have 7"):
+        load_nsd(root, subject=2, space="fsaverage", roi="short")
+    layout.surface_betas(2, "rh").unlink()
+    with pytest.raises(BadInputError, match=r"session 2 not found.*rh.betas_session02.mgh.*\[1\]"):
+        load_nsd(root, subject=2, space="fsaverage", sessions=[1, 2])
+    _save_mgh(np.zeros((6, 1, 1, 3), np.float32), layout.surface_betas(2, "rh"))
+    with pytest.raises(BadInputError, match=r"disagree on the number of trials.*session 2 rh': 3"):
+        load_nsd(root, subject=2, space="fsaverage")
+    _save_mgh(np.zeros((6, 2, 1, 4), np.float32), layout.surface_betas(2, "rh"))
+    with pytest.raises(
+        BadInputError, match=r"shape \(n_vertices, 1, 1, n_trials\).*\(6, 2, 1, 4\)"
+    ):
+        load_nsd(root, subject=2, space="fsaverage")
+    with pytest.raises(BadInputError, match=r"fsaverage.*not supported by nsd_roi_masks"):
+        from braindecode_suite.datasets import nsd_roi_masks
+
+        nsd_roi_masks(root, 2, np.zeros((1, 3), int), space="fsaverage")
