@@ -161,6 +161,7 @@ def build_report(
         }
         for m in manifests
     ]
+    table = metrics.get("_meta", {}).get("paper_table")
     metrics = _metric_rows(metrics)
     images = {"Test stimuli (top) and their reconstructions (bottom)": Path(grid_path)}
     extra = ""
@@ -176,6 +177,17 @@ def build_report(
         )
         metrics.update(more_metrics)
         images.update(more_images)
+    if table:
+        import html
+
+        extra = (
+            "<h2>Beside the published rows</h2>\n<p>The main route scored with its paper's "
+            "protocol (docs/evaluation.md); empty cells: metrics whose network weights are not "
+            "available here (listed as missing above).</p>\n<pre>"
+            + html.escape(table)
+            + "</pre>\n"
+            + extra
+        )
     return write_report_html(
         html_path,
         title=title,

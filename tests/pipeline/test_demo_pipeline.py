@@ -56,6 +56,7 @@ def test_demo_end_to_end_and_cached_rerun(tmp_path):
     # no published network weights offline: marked missing, never a number from random weights
     assert "missing" in m["Alex2"] and "missing" in m["CLIP"]
     assert (run_dir / "evaluate" / "table.md").read_text().count("|") > 20
+    assert "Beside the published rows" in (run_dir / "report.html").read_text()
     # brain correlation through a ridge encoder, per region of the demo's ROI files
     for roi in ("nsdgeneral", "V1", "V2", "V3", "V4", "higher_vis"):
         entry = m[f"BrainCorr/{roi}"]
