@@ -6,9 +6,8 @@ Masking of images lives in :mod:`.masking`, trial-wise GLM betas in :mod:`.glm`.
 from __future__ import annotations
 
 import copy
-import warnings
-
 import os
+import warnings
 
 import numpy as np
 
@@ -168,14 +167,14 @@ def average_repeats(trials: Trials, *, split: str | None = "test") -> Trials:
 
 
 # ----------------------------------------------------------------------------- cleaning
-_STANDARDIZE = (False, True, "zscore_sample", "zscore", "psc")
+_STANDARDIZE = (False, True, None, "zscore_sample", "zscore", "psc")
 _FILTERS = ("butterworth", "cosine")
 
 
-def _standardize_option(standardize) -> str | bool:
-    """``True`` means ``'zscore_sample'`` (ddof=1); ``False`` means no scaling."""
-    if isinstance(standardize, (bool, np.bool_)):
-        return "zscore_sample" if standardize else False
+def _standardize_option(standardize) -> str | None:
+    """``True`` means ``'zscore_sample'`` (ddof=1); ``False``/None mean no scaling (None)."""
+    if standardize is None or isinstance(standardize, (bool, np.bool_)):
+        return "zscore_sample" if standardize else None
     return check_option("standardize", standardize, _STANDARDIZE)
 
 
