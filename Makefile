@@ -13,7 +13,7 @@ PYTEST_ARGS ?= -m "not slow and not gpu"
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing braindecode_suite and its dependencies into $(VENV) (a few minutes the first time)"
-	@$(BIN)/pip install -e ".[dev,offline,captions]" > $(VENV)/install.log 2>&1 \
+	@$(BIN)/pip install -e ".[dev,offline,captions,meeg]" > $(VENV)/install.log 2>&1 \
 		|| (grep -v '^WARNING: Location' $(VENV)/install.log | tail -n 40; exit 1)
 	@touch $(STAMP)
 

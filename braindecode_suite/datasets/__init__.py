@@ -20,6 +20,8 @@ from .haxby import (
     read_haxby_labels,
     read_haxby_openfmri_labels,
 )
+from .masc import list_masc_recordings, load_masc, masc_word_segments, read_masc_events
+from .moabb_mi import load_moabb_motor_imagery
 from .nsd import (
     BRAIN_CORRELATION_ROIS,
     NSD_ROIS,
@@ -40,7 +42,9 @@ from .stimuli import (
     read_stimulus_images,
     stimulus_format,
 )
+from .things_eeg2 import load_things_eeg2, load_things_eeg2_raw, read_things_eeg2_images
 from .things_fmri import THINGS_FMRI_FORMS, THINGSfMRILayout, load_things_fmri
+from .things_meg import MEGRun, load_things_meg, read_things_meg_events
 
 __all__ = [
     "BOLD5000_ROIS",
@@ -84,4 +88,15 @@ __all__ = [
     "locate_stimulus_images",
     "read_stimulus_images",
     "stimulus_format",
+    "MEGRun",
+    "list_masc_recordings",
+    "load_masc",
+    "load_moabb_motor_imagery",
+    "load_things_eeg2",
+    "load_things_eeg2_raw",
+    "load_things_meg",
+    "masc_word_segments",
+    "read_masc_events",
+    "read_things_eeg2_images",
+    "read_things_meg_events",
 ]

@@ -253,6 +253,11 @@ def resolve_files(
                         )
                     )
     if files is not None and not out:
+        if list(files) == ["*"]:  # the manifest lists no files at all
+            raise BadInputError(
+                f"the manifest of {name!r} lists no downloadable files; see "
+                f"`bds datasets info {name}` for how to obtain the data."
+            )
         every = [
             f.path for f in resolve_files(name, subjects=subjects, files=["*"], manifest=manifest)
         ]

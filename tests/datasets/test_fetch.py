@@ -419,3 +419,10 @@ def test_shipped_manifests_resolve():
     assert haxby[0].url == "http://data.pymvpa.org/datasets/haxby2001/subj2-2010.01.14.tar.gz"
     god = resolve_files("god", subjects=[3])
     assert god[0].url == "https://ndownloader.figshare.com/files/15049652"
+
+
+def test_manifest_without_files_gives_a_message_not_a_recursion():
+    from braindecode_suite.datasets.fetch import resolve_files
+
+    with pytest.raises(BadInputError, match="lists no downloadable files"):
+        resolve_files("moabb_bnci2014_001", files=["*"])
