@@ -22,7 +22,13 @@ from ..datasets import (
     read_stimulus_images,
     stimulus_format,
 )
-from ..evaluation import evaluate_images, evaluate_protocol, format_paper_table, paper_table
+from ..evaluation import (
+    evaluate_images,
+    evaluate_protocol,
+    format_paper_table,
+    paper_table,
+    retrieval_top1,
+)
 from ..features import FeatureStore, extract_features, make_extractor
 from ..features.extractors import EXTRACTORS
 from ..models import DEFAULT_ALPHAS, RidgeCV
@@ -547,6 +553,7 @@ class EvaluateImages(Stage):
         size: int = Field(425, ge=16)
         networks: dict[str, ExtractorSpec] = Field(default_factory=dict)
         decoded_features: bool = True
+        retrieval: bool = True
         brain_correlation: BrainCorrelationSpec | None = None
         n_boot: int = Field(1000, ge=10)
 
@@ -592,6 +599,18 @@ class EvaluateImages(Stage):
                 low_level=c.protocol is None,
             )
         )
+        if c.retrieval and decoded:
+            for key, (true, pred) in decoded.items():
+                res = retrieval_top1(pred, true, random_state=ctx.seed)
+                for direction in ("brain_to_image", "image_to_brain"):
+                    metrics[f"retrieval_{direction}/{key}"] = {
+                        "mean": res[direction]["mean"],
+                        "ci": res[direction]["ci"],
+                        "chance": res["chance"],
+                        "n": len(ids),
+                        "direction": "higher",
+                        "note": res["note"],
+                    }
         if c.brain_correlation is not None:
             metrics.update(self._brain_correlation(ctx, ids, recon, gt))
         meta = metrics.pop("_meta", {})

@@ -62,6 +62,9 @@ def test_demo_end_to_end_and_cached_rerun(tmp_path):
         entry = m[f"BrainCorr/{roi}"]
         assert entry["n"] == 8 and entry["n_voxels"] > 10, roi
     assert m["BrainCorr/nsdgeneral"]["mean"] > m["BrainCorr/nsdgeneral"]["chance"]
+    # retrieval of decoded features among the 8 test items (chance 1/8)
+    r = m["retrieval_brain_to_image/clip_image.embeds"]
+    assert r["chance"] == 1 / 8 and 0 <= r["mean"] <= 1
     assert m["decoded_two_way/pixels.pixels"]["mean"] > 0.75
     assert m["decoded_two_way/pixels.pixels"]["p_value"] < 1e-3
     assert "two_way/effnet" in m
