@@ -42,11 +42,16 @@ from .stimuli import (
     read_stimulus_images,
     stimulus_format,
 )
+from .synthetic import MultiSubject, make_multisubject
+from .synthetic_meeg import make_synthetic_meeg
 from .things_eeg2 import load_things_eeg2, load_things_eeg2_raw, read_things_eeg2_images
 from .things_fmri import THINGS_FMRI_FORMS, THINGSfMRILayout, load_things_fmri
 from .things_meg import MEGRun, load_things_meg, read_things_meg_events
 
 __all__ = [
+    "make_synthetic_meeg",
+    "MultiSubject",
+    "make_multisubject",
     "BOLD5000_ROIS",
     "BOLD5000Layout",
     "load_bold5000",
