@@ -8,6 +8,15 @@ stimulus/reconstruction grids and writes a self-contained ``report.html``.
 """
 
 from .brain import brain_correlation, evaluate_brain_correlation, per_image_correlation
+from .identification import (
+    PUBLISHED_MEEG,
+    cross_subject_splits,
+    format_identification,
+    identification_ranks,
+    segment_identification,
+    within_subject_splits,
+    zero_shot_identification,
+)
 from .images import evaluate_images
 from .metrics import (
     bootstrap_ci,
@@ -44,6 +53,13 @@ from .shape3d import (
 )
 
 __all__ = [
+    "PUBLISHED_MEEG",
+    "cross_subject_splits",
+    "format_identification",
+    "identification_ranks",
+    "segment_identification",
+    "within_subject_splits",
+    "zero_shot_identification",
     "NETWORKS",
     "PAPER_COLUMNS",
     "PROTOCOLS",
