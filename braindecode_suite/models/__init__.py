@@ -24,3 +24,27 @@ __all__ = [
     "noise_normalized",
     "score_encoding",
 ]
+
+# Deep decoders (torch): exported lazily so that importing the linear models stays torch-free.
+_DEEP = (
+    "BrainITConfig",
+    "BrainITDecoder",
+    "MindBridgeConfig",
+    "MindBridgeDecoder",
+    "MindEye2Config",
+    "MindEye2Decoder",
+    "TrainConfig",
+    "adapt_new_subject",
+    "load_decoder",
+    "train_decoder",
+    "train_from_scratch",
+)
+__all__ += list(_DEEP)
+
+
+def __getattr__(name):
+    if name in _DEEP:
+        from . import deep
+
+        return getattr(deep, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
