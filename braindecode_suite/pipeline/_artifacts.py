@@ -30,7 +30,7 @@ def save_trials(path: Path, trials: Trials) -> Path:
             f.create_dataset(
                 "X",
                 data=trials.X.astype(np.float32),
-                chunks=(min(len(trials), 256), trials.X.shape[1]),
+                chunks=(min(len(trials), 256), *trials.X.shape[1:]),  # 2-D or 3-D X
                 compression="lzf",
             )
             f["stimulus_ids"] = np.asarray(trials.stimulus_ids, dtype=np.int64)

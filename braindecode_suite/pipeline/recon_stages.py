@@ -77,7 +77,8 @@ class _DiffusionConfig(StageConfig):
     init: str = Field(
         "reconstructions",
         description="'reconstructions' (an earlier route's images, e.g. the blurry "
-        "low-level one) or a decoded VAE-latent field such as 'vae.latents'",
+        "low-level one), a decoded VAE-latent field such as 'vae.latents', or (unclip only) "
+        "'none': no init image, pure generation (needs strength 1.0 and a size)",
     )
     size: int | None = Field(None, ge=16)
     strength: float = Field(0.75, gt=0, le=1)
@@ -216,7 +217,14 @@ class ReconstructUnCLIP(Stage):
             pipe = unclip.load_unclip_pipeline(c.pipeline, ctx.device, c.dtype)
         else:
             pipe = unclip.load_versatile_pipeline(c.pipeline, ctx.device, c.dtype)
-        if c.init == "reconstructions":
+        if c.init == "none":  # pure generation from the embeddings (EEG/MEG: no low-level route)
+            if c.strength != 1.0 or c.size is None:
+                raise BadInputError(
+                    f"stages.{self.name}.init: 'none' (no init image) needs strength: 1.0 and "
+                    f"a size, got strength={c.strength} and size={c.size}."
+                )
+            init = np.full((len(ids), c.size, c.size, 3), 127, dtype=np.uint8)
+        elif c.init == "reconstructions":
             init = _init_images(self, ctx, ids, c.size)
         else:
             init = _decode_latents(read_prediction(self, preds, c.init, "init"), pipe.vae)

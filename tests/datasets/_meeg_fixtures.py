@@ -325,3 +325,216 @@ def make_masc_bids(root: Path, subject: int = 1, recordings=(("0", "0"), ("1", "
         write_masc_events(tsv)
         out[(ses, task)] = {"raw": raw, "events_tsv": tsv}
     return out
+
+
+# ------------------------------------------------- pipelines: recordings with a known signal
+
+
+def _pattern_image(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth random colour field (uint8, size x size x 3)."""
+    from PIL import Image
+
+    coarse = (rng.random((4, 4, 3)) * 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC))
+
+
+def tiny_clip_embeddings(images: np.ndarray) -> np.ndarray:
+    """``embeds`` of the tiny random OpenCLIP extractor, the one the test pipelines use."""
+    from braindecode_suite.features import make_extractor
+
+    return make_extractor("open_clip_image", model_name="tiny").transform(images)["embeds"]
+
+
+def make_things_eeg2_signal(
+    root: Path,
+    manifest_dir: Path,
+    *,
+    subjects=(1, 2, 3),
+    n_train_concepts: int = 40,
+    images_per_concept: int = 2,
+    n_test_concepts: int = 20,
+    n_reps: int = 4,
+    snr: float = 0.5,
+    image_size: int = 32,
+    seed: int = 0,
+) -> dict:
+    """THINGS-EEG2 in its native layout whose EEG carries the images' tiny-CLIP embeddings.
+
+    Images are PNG colour fields in ``image_set/``; EEG (17 channels x 100 samples, official
+    variant) = spatial patterns x ERP waveforms driven linearly by each image's embedding
+    (:func:`~braindecode_suite.datasets.make_synthetic_meeg`) + noise, one subject mixing
+    each. Training and test concepts are disjoint. ``manifest_dir`` receives a manifest
+    whose expected counts fit (point ``BDS_MANIFEST_DIR`` at it).
+    """
+    from PIL import Image
+
+    from braindecode_suite.datasets import make_synthetic_meeg
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for part, prefix, n_concepts, per in (
+        ("training", "train", n_train_concepts, images_per_concept),
+        ("test", "test", n_test_concepts, 1),
+    ):
+        for i in range(n_concepts):
+            concept = f"{prefix}concept{i:03d}"
+            folder = root / "image_set" / f"{part}_images" / f"{i + 1:05d}_{concept}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(per):
+                img = _pattern_image(rng, image_size)
+                Image.fromarray(img).save(folder / f"{concept}_{k + 1:02d}s.png")
+                images.append(img)
+    n_train = n_train_concepts * images_per_concept
+    emb = tiny_clip_embeddings(np.stack(images))
+    trials, _ = make_synthetic_meeg(
+        n_subjects=len(subjects), n_concepts_train=n_train, n_concepts_test=n_test_concepts,
+        n_reps=n_reps, n_channels=17, n_times=100, sfreq=100.0, snr=snr, seed=seed,
+        embeddings=emb, tmin=-0.2,
+    )  # fmt: skip
+    ch_names = [f"P{i}" for i in range(8)] + [f"O{i}" for i in range(9)]
+    times = np.round(np.arange(-0.2, 0.8, 0.01), 2)
+    for s, t in zip(subjects, trials, strict=True):
+        data = t.X.reshape(n_train + n_test_concepts, n_reps, 17, 100)
+        folder = root / "eeg_dataset" / "preprocessed_data" / f"sub-{s:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for part, block in (("training", data[:n_train]), ("test", data[n_train:])):
+            obj = {"preprocessed_eeg_data": block, "ch_names": ch_names, "times": times}
+            np.save(folder / f"preprocessed_eeg_{part}.npy", obj)
+    manifest = yaml.safe_load((REPO_ROOT / "data_manifests" / "things_eeg2.yaml").read_text())
+    manifest["expected"]["conditions"] = {"training": n_train, "test": n_test_concepts}
+    manifest["expected"]["repetitions"] = {"training": n_reps, "test": n_reps}
+    manifest_dir.mkdir(parents=True, exist_ok=True)
+    (manifest_dir / "things_eeg2.yaml").write_text(yaml.safe_dump(manifest))
+    return {"embeddings": emb, "n_train": n_train, "n_test": n_test_concepts}
+
+
+def make_things_meg_signal(root: Path, *, subjects=(1, 2), n_train: int = 40, n_test: int = 10,
+                           n_test_reps: int = 2, image_size: int = 32, seed: int = 0) -> dict:  # fmt: skip
+    """THINGS-MEG derivatives epochs + ``images/<concept>/<file>`` that carry the images' signal.
+
+    ``image_path`` in the metadata is ``images_meg/<concept>/<file>`` (``exp``) or
+    ``images_test_meg/<concept>/<file>`` (``test``, shown ``n_test_reps`` times, once per
+    session), as in THINGS-data; one catch trial per session is dropped by the loader.
+    """
+    import mne
+    import pandas as pd
+    from PIL import Image
+
+    from braindecode_suite.datasets import make_synthetic_meeg
+
+    rng = np.random.default_rng(seed)
+    paths, images = [], []
+    for i in range(n_train + n_test):
+        concept = f"concept{i:03d}"
+        name = f"{concept}_01{'b' if i % 2 else 's'}.jpg"
+        paths.append(f"{'images_meg' if i < n_train else 'images_test_meg'}/{concept}/{name}")
+        img = _pattern_image(rng, image_size)
+        (root / "images" / concept).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / "images" / concept / name, quality=95)
+        images.append(np.asarray(Image.open(root / "images" / concept / name).convert("RGB")))
+    emb = tiny_clip_embeddings(np.stack(images))
+    trials, _ = make_synthetic_meeg(
+        n_subjects=len(subjects), n_concepts_train=n_train, n_concepts_test=n_test,
+        n_reps=n_test_reps, n_channels=6, n_times=60, sfreq=200.0, snr=1.0, seed=seed,
+        embeddings=emb, tmin=-0.05,
+    )  # fmt: skip
+    ch_names = [f"MLO{i:02d}-1609" for i in range(6)]
+    out = {"embeddings": emb, "paths": paths}
+    for s, t in zip(subjects, trials, strict=True):
+        keep = (t.split == "test") | (t.repeat == 0)  # exp images shown once
+        X, ids, rep = t.X[keep], t.stimulus_ids[keep], t.repeat[keep]
+        rows = [("exp" if i < n_train else "test", int(r) + 1, 1, i + 1, paths[i])
+                for i, r in zip(ids, rep, strict=True)]  # fmt: skip
+        catch = np.zeros((n_test_reps, 6, 60))
+        rows += [
+            ("catch", r + 1, 1, 0, "images_catch_meg/catch_01.jpg") for r in range(n_test_reps)
+        ]
+        data = np.concatenate([X, catch]) * 1e-12
+        meta = pd.DataFrame(rows, columns=["trial_type", "session_nr", "run_nr",
+                                           "things_category_nr", "image_path"])  # fmt: skip
+        n = len(meta)
+        events = np.column_stack([np.arange(n) * 300, np.zeros(n, int), np.ones(n, int)])
+        epochs = mne.EpochsArray(
+            data, mne.create_info(ch_names, 200.0, "mag"), events=events, tmin=-0.05,
+            metadata=meta, verbose=False,
+        )  # fmt: skip
+        folder = root / "derivatives" / "preprocessed"
+        folder.mkdir(parents=True, exist_ok=True)
+        epochs.save(folder / f"preprocessed_P{s}-epo.fif", overwrite=True, verbose=False)
+    return out
+
+
+def make_masc_signal(
+    root: Path,
+    *,
+    subjects=(1, 2),
+    n_words: int = 120,
+    spacing: float = 0.8,
+    sfreq: float = 100.0,
+    audio_sr: int = 8000,
+    seed: int = 0,
+) -> dict:
+    """MEG-MASC BIDS root + ``stimuli/audio/lw1.wav`` whose MEG carries the tiny wav2vec latents.
+
+    Words every ``spacing`` s from 1 s; each word's MEG window (-0.2 ... 0.6 s) carries the
+    tiny-wav2vec latent of the audio window [onset - 0.2, onset + 0.6) s (the pipeline's),
+    through spatial patterns x ERP waveforms, + noise; one recording (session 0, task 0) per
+    subject, read through mne-bids as the real KIT files are.
+    """
+    import mne
+    import mne_bids
+    import pandas as pd
+    import soundfile
+
+    from braindecode_suite.datasets import make_synthetic_meeg
+    from braindecode_suite.features import segment_targets
+
+    rng = np.random.default_rng(seed)
+    duration = 1.0 + n_words * spacing + 2.0
+    t = np.arange(int(duration * audio_sr)) / audio_sr
+    # a "voice": random syllable-rate amplitude and pitch per word
+    wav = np.zeros_like(t)
+    onsets = 1.0 + spacing * np.arange(n_words)
+    for on in onsets:
+        m = (t >= on) & (t < on + 0.5)
+        f0 = rng.uniform(150, 1500)
+        wav[m] = np.sin(2 * np.pi * f0 * t[m]) * rng.uniform(0.2, 1.0) + 0.3 * rng.standard_normal(
+            m.sum()
+        )
+    audio = root / "stimuli" / "audio" / "lw1.wav"
+    audio.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(audio, (0.3 * wav).astype(np.float32), audio_sr)
+    wav_read, _ = soundfile.read(audio, dtype="float32")
+    lat = segment_targets(wav_read, audio_sr, np.maximum(onsets - 0.2, 0), duration=0.8,
+                          model="tiny", device="cpu")  # fmt: skip
+    n_half = n_words // 2
+    trials, _ = make_synthetic_meeg(
+        n_subjects=len(subjects), n_concepts_train=n_half, n_concepts_test=n_words - n_half,
+        n_reps=1, n_channels=8, n_times=81, sfreq=sfreq, snr=1.0, seed=seed,
+        embeddings=lat, tmin=-0.2,
+    )  # fmt: skip
+    n_samp = int(duration * sfreq)
+    for s, tr in zip(subjects, trials, strict=True):
+        data = 0.2 * rng.standard_normal((8, n_samp))
+        for i, on in enumerate(onsets):
+            start = int(round((on - 0.2) * sfreq))
+            data[:, start : start + 81] += tr.X[i]
+        raw = mne.io.RawArray(data * 1e-12, mne.create_info(
+            [f"MEG{i:03d}" for i in range(8)], sfreq, "mag"), verbose=False)  # fmt: skip
+        raw.set_meas_date(None)
+        bp = mne_bids.BIDSPath(subject=f"{s:02d}", session="0", task="0", datatype="meg", root=root)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mne_bids.write_raw_bids(raw, bp, format="FIF", allow_preload=True, overwrite=True,
+                                    verbose=False)  # fmt: skip
+        rows = []
+        for i, on in enumerate(onsets):
+            d = {"kind": "word", "word": f"w{i % 7}", "start": float(on), "story": "lw1",
+                 "sound": "Stimuli/Audio/LW1.0.WAV", "pronounced": 1.0, "word_index": i}  # fmt: skip
+            rows.append((float(on), 0.3, str(d)))
+        table = pd.DataFrame({"onset": [r[0] for r in rows], "duration": [r[1] for r in rows],
+                              "trial_type": [r[2] for r in rows], "value": 0,
+                              "sample": [int(round(r[0] * sfreq)) for r in rows]})  # fmt: skip
+        table.to_csv(Path(str(bp.copy().update(suffix="events", extension=".tsv"))), sep="\t",
+                     index=False)  # fmt: skip
+    return {"latents": lat, "onsets": onsets}
