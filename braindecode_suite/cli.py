@@ -253,6 +253,191 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory, e.g. r
         _console().print(f"report: {html}")
 
 
+def _finetune_targets(spec: dict, data_dir: Path, subject: int, ids, device: str):
+    """Targets of stimuli ``ids`` (73k ids) with the extractor spec of a model folder."""
+    import numpy as np
+
+    from .datasets import read_nsd_stimuli
+    from .datasets.nsd import NSDLayout
+    from .features import make_extractor
+    from .utils.validation import BadInputError
+
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise BadInputError(
+            f"target extractor must be a JSON object with 'kind' (and 'params', 'field'), got "
+            f"{spec!r}."
+        )
+    extractor = make_extractor(spec["kind"], **dict(spec.get("params") or {}), device=device)
+    fields = extractor.fields()
+    field = spec.get("field") or next(iter(fields))
+    if field not in fields:
+        raise BadInputError(
+            f"target extractor field {field!r} is not one of {sorted(fields)} of {spec['kind']!r}."
+        )
+    uniq = np.unique(ids)
+    images = read_nsd_stimuli(NSDLayout(data_dir, subject).stimuli, uniq)
+    feats = extractor.transform(images)[field].reshape(len(uniq), -1)
+    return feats[np.searchsorted(uniq, ids)], {**spec, "field": field}
+
+
+@app.command()
+def finetune(
+    from_dir: Annotated[
+        Path, typer.Option("--from", help="Pretrained model folder (save_pretrained).")
+    ],
+    data_dir: Annotated[Path, typer.Option(help="NSD root of the new subject's data.")],
+    subject: Annotated[int, typer.Option(help="The new subject (NSD 1-8).")],
+    sessions: Annotated[
+        list[int], typer.Option(help="Sessions of the new subject to train on (repeatable).")
+    ],
+    method: Annotated[
+        str, typer.Option(help="auto | adapter | reset_tuning | cluster_nn")
+    ] = "auto",
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default FROM_finetuned_subjNN beside it).")
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Fine-tuning steps (also for from scratch).")] = 500,
+    batch_size: Annotated[int, typer.Option(help="Samples per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-4,
+    target_extractor: Annotated[
+        str | None,
+        typer.Option(
+            help="JSON {kind, params, field} of the targets, when FROM has no training.json."
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the new parameters and training.")] = 0,
+):
+    """Fine-tune a pretrained decoder on a new subject's sessions; compare with from scratch
+    and with no adaptation on the subject's shared test images."""
+    import numpy as np
+
+    from .alignment import PUBLISHED_FINETUNE, finetune_report, read_training_info
+    from .alignment.finetune import write_training_info
+    from .datasets import load_nsd
+    from .evaluation import write_report_html
+    from .models.deep import TrainConfig, load_decoder
+    from .pipeline.finetune_stages import score_targets
+    from .preprocessing import average_repeats, zscore_per_session
+    from .utils.io import write_json_atomic
+    from .utils.validation import BadInputError, check_option, check_path
+
+    from_dir = check_path("--from", from_dir, kind="dir")
+    data_dir = check_path("--data-dir", data_dir, kind="dir")
+    check_option("--method", method, ("auto", "adapter", "reset_tuning", "cluster_nn"))
+    model = load_decoder(from_dir)
+    if subject in model.subjects:
+        raise BadInputError(
+            f"--subject {subject} is already a subject of the model in {str(from_dir)!r} "
+            f"(subjects {model.subjects}); fine-tune on a subject it was not trained on."
+        )
+    info = read_training_info(from_dir)
+    if target_extractor is not None:
+        try:
+            spec = json.loads(target_extractor)
+        except ValueError as err:
+            raise BadInputError(
+                f'--target-extractor must be JSON such as \'{{"kind": "pixels", '
+                f'"params": {{"size": 8}}}}\', got {target_extractor!r} ({err}).'
+            ) from None
+    elif info is not None and "target_extractor" in info:
+        spec = info["target_extractor"]
+    else:
+        raise BadInputError(
+            f"{str(from_dir)!r} has no training.json saying how its targets were made; give "
+            '--target-extractor JSON, e.g. \'{"kind": "pixels", "params": {"size": 8}}\'.'
+        )
+    trials = load_nsd(data_dir, subject, sessions=sorted(set(sessions)))
+    trials = average_repeats(zscore_per_session(trials), split="test")
+    train, test = trials.split == "train", trials.split == "test"
+    if train.sum() < 2 or test.sum() < 2:
+        raise BadInputError(
+            f"sessions {sorted(set(sessions))} of subject {subject} hold {int(train.sum())} "
+            f"training and {int(test.sum())} test images; both need at least 2."
+        )
+    Y, spec = _finetune_targets(spec, data_dir, subject, trials.stimulus_ids, device)
+    want = int(np.prod(model.target_shapes()[model.primary_output]))
+    if Y.shape[1] != want:
+        raise BadInputError(
+            f"the target extractor {spec} gives {Y.shape[1]} values per image but the model's "
+            f"{model.primary_output!r} output has {want}; use the extractor it was trained with."
+        )
+    cfg = TrainConfig(
+        steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+        device="cpu" if device == "cpu" else "auto",
+    )  # fmt: skip
+    rep = finetune_report(
+        model, trials.X[train], Y[train], trials.X[test], Y[test], method=method,
+        subject=subject, train_config=cfg, scorer=score_targets, device=device, seed=seed,
+    )  # fmt: skip
+    out = out or from_dir.parent / f"{from_dir.name}_finetuned_subj{subject:02d}"
+    rep.adapted.save_pretrained(out / "model")
+    write_training_info(
+        out / "model", target_extractor=spec, finetuned_from=str(from_dir),
+        subject=subject, sessions=sorted(set(sessions)), method=rep.info["method"],
+    )  # fmt: skip
+    metrics = {
+        **rep.to_dict(),
+        "subject": subject,
+        "sessions": sorted(set(sessions)),
+        "target_extractor": spec,
+        "train_config": {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed},
+        "published": PUBLISHED_FINETUNE,
+    }
+    write_json_atomic(out / "finetune_metrics.json", metrics)
+    rows = {}
+    for name in ("adapted", "scratch", "no_adaptation"):
+        r = rep.scores[name]
+        if "not_applicable" not in r:
+            rows[f"{name}/two_way"] = {"mean": r["two_way"], "chance": 0.5}
+            rows[f"{name}/mean_corr"] = {"mean": r["mean_corr"], "chance": 0.0}
+    import html as _html
+
+    published = "".join(
+        f"<tr><td>{_html.escape(p['model'])}</td><td>{_html.escape(p['training data'])}</td>"
+        f"<td>{p['CLIP two-way (%)']}</td><td>{_html.escape(p['source'])}</td></tr>"
+        for p in PUBLISHED_FINETUNE
+    )
+    hows = "".join(
+        f"<li><b>{k}</b>: {_html.escape(v.get('how', ''))}"
+        f"{' — not applicable: ' + _html.escape(v['not_applicable']) if 'not_applicable' in v else ''}"
+        "</li>"
+        for k, v in rep.scores.items()
+    )
+    write_report_html(
+        out / "report.html",
+        title=f"bds finetune: subject {subject}, sessions {sorted(set(sessions))}",
+        metrics=rows,
+        images={},
+        provenance=[
+            f"Pretrained model {str(from_dir)!r} ({rep.info['model_class']}, subjects "
+            f"{rep.info['pretrained_subjects']}); method {rep.info['method']!r}; "
+            f"{rep.info['n_train']} training and {rep.info['n_test']} averaged test images "
+            f"of subject {subject}; targets from {spec}.",
+            "The published rows below are from the papers (other models, targets and "
+            "amounts of pretraining): context, not a like-for-like comparison.",
+        ],
+        stages=[],
+        extra_html=f"<h2>How each row was obtained</h2><ul>{hows}</ul>"
+        "<h2>Published rows (NSD, CLIP two-way identification)</h2><table><tr><th>model</th>"
+        f"<th>training data</th><th>CLIP two-way (%)</th><th>source</th></tr>{published}</table>",
+    )
+    table = {
+        f"{k}/{m}": {"mean": v[m]}
+        for k, v in rep.scores.items()
+        if "not_applicable" not in v
+        for m in ("two_way", "mean_corr")
+    }
+    _print_metrics(table)
+    for k, v in rep.scores.items():
+        if "not_applicable" in v:
+            _console().print(f"[yellow]{k}: not applicable[/yellow]: {v['not_applicable']}")
+    _console().print(
+        f"model: {out / 'model'}, metrics: {out / 'finetune_metrics.json'}, "
+        f"report: {out / 'report.html'}"
+    )
+
+
 @datasets_app.command("list")
 def datasets_list():
     """The datasets with a manifest in data_manifests/."""

@@ -1,5 +1,16 @@
 """Cross-subject functional alignment: Procrustes, ridge, hyperalignment, shared response model."""
 
+from .finetune import (
+    FINETUNE_METHODS,
+    PUBLISHED_FINETUNE,
+    AdaptedDecoder,
+    FinetuneReport,
+    adapt,
+    finetune_curve,
+    finetune_report,
+    read_training_info,
+    write_training_info,
+)
 from .functional import (
     FunctionalAlignmentAdapter,
     Hyperalignment,
@@ -11,6 +22,15 @@ from .functional import (
 )
 
 __all__ = [
+    "FINETUNE_METHODS",
+    "PUBLISHED_FINETUNE",
+    "AdaptedDecoder",
+    "FinetuneReport",
+    "adapt",
+    "finetune_curve",
+    "finetune_report",
+    "read_training_info",
+    "write_training_info",
     "FunctionalAlignmentAdapter",
     "Hyperalignment",
     "ProcrustesAlignment",

@@ -128,7 +128,45 @@ def _route_sections(
             mesh_dir = stage_dir / outputs["meshes"]["path"]
             for gif in sorted(mesh_dir.glob("*_turntable.gif"))[:4]:
                 images[f"Route '{m['stage']}' (3D): {gif.stem}"] = gif
+        if "finetune_curve" in outputs:
+            images_, html_ = _finetune_section(
+                m["stage"], stage_dir / outputs["finetune_curve"]["path"]
+            )
+            images.update(images_)
+            extra.append(html_)
     return metrics, images, "\n".join(extra)
+
+
+def _finetune_section(stage: str, folder: Path):
+    """The fine-tuning curve's image and a table of adapted vs from-scratch scores."""
+    import html
+
+    curve = json.loads((folder / "curve.json").read_text())
+    st = curve["settings"]
+    rows = "\n".join(
+        f"<tr><td>{f:g}</td><td>{n}</td>"
+        + "".join(f"<td>{r[k]:.3f}</td>" for r in (a, s) for k in ("two_way", "mean_corr"))
+        + f"<td>{a['mean_corr'] - s['mean_corr']:+.3f}</td></tr>"
+        for f, n, a, s in zip(
+            curve["fractions"], curve["n_train"], curve["adapted"], curve["scratch"], strict=True
+        )
+    )
+    caption = (
+        f"Fine-tuning curve '{stage}': {st['family']} pretrained on simulated subjects "
+        f"{st['pretrain_subjects']}, new subject {st['new_subject']} ({st['method']})"
+    )
+    body = (
+        f"<h2>{html.escape(caption)}</h2>\n<p>SIMULATED multi-subject data (a shared latent, "
+        "subject-specific voxel mixings and voxel counts). Adapted = the pretrained model "
+        f"fine-tuned ({st['finetune_steps']} steps) on a seeded random subset of the new "
+        "subject's training trials; from "
+        "scratch = the same architecture trained on the same trials for the same steps. "
+        f"Scored on the new subject's {curve['n_test']} shared test stimuli.</p>\n"
+        "<table><tr><th>fraction</th><th>trials</th><th>adapted two-way</th>"
+        "<th>adapted r</th><th>scratch two-way</th><th>scratch r</th><th>gap in r</th></tr>\n"
+        f"{rows}\n</table>"
+    )
+    return {caption + ": adapted vs from scratch": folder / "curve.png"}, body
 
 
 def build_report(

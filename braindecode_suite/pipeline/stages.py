@@ -734,7 +734,7 @@ class Report(Stage):
 
     kind = "report"
     reads = ("metrics", "reconstructions", "stimuli")
-    gathers = ("reconstructions", "metrics", "captions", "meshes")
+    gathers = ("reconstructions", "metrics", "captions", "meshes", "finetune_curve")
     writes = ("grid", "report_html", "summary")
     publish = ("grid", "report_html", "summary")
 

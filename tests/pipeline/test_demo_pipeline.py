@@ -20,6 +20,9 @@ def _small_demo():
     raw["stages"]["reconstruct"]["output_size"] = 64
     raw["stages"]["evaluate"].update(size=64, n_boot=100)
     raw["stages"]["evaluate"]["networks"] = {"effnet": {"kind": "efficientnet_lite0"}}
+    # the smallest and the largest fraction only (each fraction's numbers do not depend on
+    # the others: same pretrained model, same seeded subset order)
+    raw["stages"]["finetune_curve"]["fractions"] = [0.025, 1.0]
     return validate_pipeline(raw, str(DEMO))
 
 
@@ -44,6 +47,7 @@ def test_demo_end_to_end_and_cached_rerun(tmp_path):
         "captions_retrieval",
         "captions_clipcap",
         "recon_3d",
+        "finetune_curve",
         "report",
     ]
     for name in ("metrics.json", "reconstructions.png", "report.html"):
@@ -102,6 +106,14 @@ def test_demo_end_to_end_and_cached_rerun(tmp_path):
 
     gif = Image.open(run_dir / "recon_3d" / "meshes" / f"{sorted(index['items'])[0]}_turntable.gif")
     assert gif.size == (32, 32)
+
+    # the fine-tuning curve (issue 8): adapted beats from scratch on the fewest trials
+    curve = json.loads((run_dir / "finetune_curve" / "curve" / "curve.json").read_text())
+    assert (run_dir / "finetune_curve" / "curve" / "curve.png").is_file()
+    assert curve["n_train"] == [20, 800]
+    assert curve["adapted"][0]["mean_corr"] > curve["scratch"][0]["mean_corr"] + 0.03
+    assert curve["gap"]["mean_corr"][-1] < curve["gap"]["mean_corr"][0]
+    assert "Fine-tuning curve &#x27;finetune_curve&#x27;" in html
 
     # the NSD adapter read the demo data: 8 averaged test trials, 80+ training trials
     fmri = json.loads((run_dir / "fmri" / "manifest.json").read_text())
