@@ -76,6 +76,48 @@ def _trial_counts(ctx, trials: Trials) -> None:
     )
 
 
+def write_image_stimuli(
+    ctx, stage_name, dataset, trials, files, *, image_size, how_to_get, stimuli_dir
+) -> dict:
+    """Write the ``stimuli`` artifact of an image-file dataset and return its record.
+
+    The record (``format: image_files``) lists one image path per stimulus id (None where
+    the image is missing: a warning says how to get the images), the stimulus names, the
+    train/test ids and a fingerprint of the files, so a changed image re-runs the stage.
+    """
+    ids = np.unique(trials.stimulus_ids)
+    missing = [int(i) for i in ids if files[i] is None]
+    if missing:
+        logger.warning(
+            "%s: %d of the %d stimulus images used are not in %s (e.g. %s); stages that "
+            "read images will fail. %s",
+            stage_name,
+            len(missing),
+            len(ids),
+            stimuli_dir,
+            trials.info["stimulus_names"][missing[0]],
+            how_to_get,
+        )
+    record = {
+        "format": "image_files",
+        "dataset": dataset,
+        "files": files,
+        "names": [str(n) for n in trials.info["stimulus_names"]],
+        "stimuli_dir": str(stimuli_dir),
+        "image_size": image_size,
+        "fingerprint": image_files_fingerprint(files, image_size),
+        "how_to_get": how_to_get,
+        "ids": ids.tolist(),
+        "test_ids": np.unique(trials.stimulus_ids[trials.split == "test"]).tolist(),
+        "n_missing": len(missing),
+    }
+    for key in ("stimulus_source", "concept"):
+        if key in trials.info:
+            record[key] = [str(v) for v in trials.info[key]]
+    write_json_atomic(ctx.output("stimuli", "stimuli.json"), record)
+    return record
+
+
 class _ImageDataStage(Stage):
     """A dataset adapter + preprocessing, writing ``trials`` and an ``image_files`` record."""
 
@@ -128,39 +170,18 @@ class _ImageDataStage(Stage):
         save_trials(ctx.output("trials", "trials.h5"), trials)
         stimuli_dir = self._stimuli_dir(root).resolve()
         files = locate_stimulus_images(self.dataset, stimuli_dir, trials.info)
-        ids = np.unique(trials.stimulus_ids)
-        missing = [int(i) for i in ids if files[i] is None]
-        if missing:
-            names = trials.info["stimulus_names"]
-            logger.warning(
-                "%s: %d of the %d stimulus images used are not in %s (e.g. %s); stages that "
-                "read images will fail. %s",
-                self.name,
-                len(missing),
-                len(ids),
-                stimuli_dir,
-                names[missing[0]],
-                IMAGE_HOW_TO_GET[self.dataset],
-            )
-        record = {
-            "format": "image_files",
-            "dataset": self.dataset,
-            "files": files,
-            "names": [str(n) for n in trials.info["stimulus_names"]],
-            "stimuli_dir": str(stimuli_dir),
-            "image_size": self.config.image_size,
-            "fingerprint": image_files_fingerprint(files, self.config.image_size),
-            "how_to_get": IMAGE_HOW_TO_GET[self.dataset],
-            "ids": ids.tolist(),
-            "test_ids": np.unique(trials.stimulus_ids[trials.split == "test"]).tolist(),
-            "n_missing": len(missing),
-        }
-        for key in ("stimulus_source", "concept"):
-            if key in trials.info:
-                record[key] = [str(v) for v in trials.info[key]]
-        write_json_atomic(ctx.output("stimuli", "stimuli.json"), record)
+        record = write_image_stimuli(
+            ctx,
+            self.name,
+            self.dataset,
+            trials,
+            files,
+            image_size=self.config.image_size,
+            how_to_get=IMAGE_HOW_TO_GET[self.dataset],
+            stimuli_dir=stimuli_dir,
+        )
         _trial_counts(ctx, trials)
-        ctx.extra["n_stimulus_images_missing"] = len(missing)
+        ctx.extra["n_stimulus_images_missing"] = record["n_missing"]
 
 
 def _locate_info(stim: dict) -> dict:

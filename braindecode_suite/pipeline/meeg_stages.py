@@ -25,7 +25,6 @@ from pydantic import Field, field_validator
 
 from ..datasets import (
     Trials,
-    image_files_fingerprint,
     load_masc,
     load_things_eeg2,
     load_things_meg,
@@ -45,7 +44,7 @@ from ..utils.logging import logger
 from ..utils.validation import BadInputError
 from ._artifacts import load_trials, save_trials
 from .base import Stage, StageConfig, register_stage
-from .dataset_stages import _check_dir, _data_root
+from .dataset_stages import _check_dir, _data_root, write_image_stimuli
 from .report import provenance_statements
 from .stages import _parse_target
 
@@ -133,23 +132,6 @@ def _per_subject(parts: list[Trials], average_test: bool, average_train: bool) -
     return out
 
 
-def _image_record(dataset: str, trials: Trials, files: list, image_size: int, how: str, root):
-    ids = np.unique(trials.stimulus_ids)
-    return {
-        "format": "image_files",
-        "dataset": dataset,
-        "files": files,
-        "names": [str(n) for n in trials.info["stimulus_names"]],
-        "stimuli_dir": str(root),
-        "image_size": image_size,
-        "fingerprint": image_files_fingerprint(files, image_size),
-        "how_to_get": how,
-        "ids": ids.tolist(),
-        "test_ids": np.unique(trials.stimulus_ids[trials.split == "test"]).tolist(),
-        "n_missing": int(sum(files[i] is None for i in ids)),
-    }
-
-
 class _ImageEEGStage(Stage):
     """A multi-subject M/EEG image dataset: ``trials`` + ``image_files`` ``stimuli``."""
 
@@ -180,18 +162,16 @@ class _ImageEEGStage(Stage):
         save_trials(ctx.output("trials", "trials.h5"), trials)
         stim_dir = self._stimuli_dir(root).expanduser().resolve()
         files = self._files(trials, stim_dir)
-        record = _image_record(self.dataset, trials, files, c.image_size, self.how_to_get, stim_dir)
-        if record["n_missing"]:
-            logger.warning(
-                "%s: %d of the %d stimulus images used are not in %s; stages that read "
-                "images will fail. %s",
-                self.name,
-                record["n_missing"],
-                len(record["ids"]),
-                stim_dir,
-                self.how_to_get,
-            )
-        write_json_atomic(ctx.output("stimuli", "stimuli.json"), record)
+        record = write_image_stimuli(
+            ctx,
+            self.name,
+            self.dataset,
+            trials,
+            files,
+            image_size=c.image_size,
+            how_to_get=self.how_to_get,
+            stimuli_dir=stim_dir,
+        )
         _counts(ctx, trials)
         ctx.extra["n_stimulus_images_missing"] = record["n_missing"]
 
