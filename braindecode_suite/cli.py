@@ -308,8 +308,10 @@ def finetune(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the new parameters and training.")] = 0,
 ):
-    """Fine-tune a pretrained decoder on a new subject's sessions; compare with from scratch
-    and with no adaptation on the subject's shared test images."""
+    """Fine-tune a pretrained decoder on a new subject; compare with scratch and no adaptation.
+
+    Scores are on the subject's shared test images (docs/finetune.md).
+    """
     import numpy as np
 
     from .alignment import PUBLISHED_FINETUNE, finetune_report, read_training_info
