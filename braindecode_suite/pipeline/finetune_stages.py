@@ -24,7 +24,7 @@ from ..utils.io import atomic_path, write_json_atomic
 from ..utils.validation import BadInputError
 from .base import Stage, StageConfig, register_stage
 
-__all__ = ["FinetuneCurve", "plot_finetune_curve", "score_targets"]
+__all__ = ["FinetuneCurve", "average_curves", "plot_finetune_curve", "score_targets"]
 
 
 def score_targets(Y_true, Y_pred) -> dict:
@@ -40,6 +40,46 @@ def score_targets(Y_true, Y_pred) -> dict:
     }
 
 
+def average_curves(curves: list[dict]) -> dict:
+    """Mean (and, over several seeds, standard deviation) of :func:`finetune_curve` results.
+
+    One curve is returned as it is. Several (one per seed, same fractions) give the mean score
+    per fraction in ``adapted``/``scratch``/``gap``, the standard deviations (``ddof=1``) in
+    ``adapted_sd``/``scratch_sd``/``gap_sd``, the seeds in ``seeds`` and each curve in
+    ``per_seed``.
+    """
+    if len(curves) == 1:
+        return curves[0]
+    first = curves[0]
+    metrics = list(first["adapted"][0])
+
+    def stat(which, fn):
+        return [
+            {k: float(fn([c[which][i][k] for c in curves])) for k in metrics}
+            for i in range(len(first["fractions"]))
+        ]
+
+    def gap(fn):
+        return {
+            k: [float(fn([c["gap"][k][i] for c in curves])) for i in range(len(first["fractions"]))]
+            for k in first["gap"]
+        }
+
+    sd = lambda v: np.std(v, ddof=1)  # noqa: E731
+    out = {k: v for k, v in first.items() if k not in ("adapted", "scratch", "gap", "per_seed")}
+    out.update(
+        adapted=stat("adapted", np.mean),
+        scratch=stat("scratch", np.mean),
+        adapted_sd=stat("adapted", sd),
+        scratch_sd=stat("scratch", sd),
+        gap=gap(np.mean),
+        gap_sd=gap(sd),
+        seeds=[c["settings"].get("seed") for c in curves],
+        per_seed=curves,
+    )
+    return out
+
+
 def plot_finetune_curve(curve: dict, path, *, metric: str = "mean_corr"):
     """Adapted and from-scratch scores against the number of training trials, with the gap."""
     import matplotlib
@@ -51,8 +91,12 @@ def plot_finetune_curve(curve: dict, path, *, metric: str = "mean_corr"):
     a = [r[metric] for r in curve["adapted"]]
     s = [r[metric] for r in curve["scratch"]]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
-    ax.plot(n, a, "o-", label=f"adapted ({curve['settings']['method']})")
-    ax.plot(n, s, "s--", label="same architecture from scratch")
+    a_sd = [r[metric] for r in curve["adapted_sd"]] if "adapted_sd" in curve else None
+    s_sd = [r[metric] for r in curve["scratch_sd"]] if "scratch_sd" in curve else None
+    seeds = f", mean ± sd of {len(curve['seeds'])} seeds" if "seeds" in curve else ""
+    ax.errorbar(n, a, yerr=a_sd, fmt="o-", capsize=3,
+                label=f"adapted ({curve['settings']['method']}){seeds}")  # fmt: skip
+    ax.errorbar(n, s, yerr=s_sd, fmt="s--", capsize=3, label="same architecture from scratch")
     ax.set_xscale("log")
     ax.set_xticks(n, [str(k) for k in n])
     ax.minorticks_off()
@@ -60,7 +104,8 @@ def plot_finetune_curve(curve: dict, path, *, metric: str = "mean_corr"):
     ax.set_ylabel(metric)
     ax.legend(fontsize=8)
     ax.set_title("Fine-tuning vs from scratch")
-    ax2.bar(range(len(n)), [x - y for x, y in zip(a, s, strict=True)], color="tab:green")
+    gap_sd = curve["gap_sd"][metric] if "gap_sd" in curve else None
+    ax2.bar(range(len(n)), curve["gap"][metric], yerr=gap_sd, capsize=3, color="tab:green")
     ax2.axhline(0, color="k", lw=0.8)
     ax2.set_xticks(range(len(n)), [str(k) for k in n])
     ax2.set_xlabel("new subject's training trials")
@@ -95,6 +140,7 @@ class FinetuneCurve(Stage):
         batch_size: int = Field(32, ge=1)
         lr: float = Field(3e-3, gt=0)
         seed: int = 0
+        n_seeds: int = Field(1, ge=1)
 
         @field_validator("fractions")
         @classmethod
@@ -103,7 +149,7 @@ class FinetuneCurve(Stage):
                 raise ValueError(f"fractions must be numbers in (0, 1], got {v}")
             return v
 
-    def _curve(self, data, device: str) -> dict:
+    def _curve(self, data, device: str, seed: int) -> dict:
         c = self.config
         return finetune_curve(
             data,
@@ -125,7 +171,7 @@ class FinetuneCurve(Stage):
                 device=device,
             ),
             scorer=score_targets,
-            seed=c.seed,
+            seed=seed,
         )
 
     def run(self, ctx):
@@ -135,25 +181,30 @@ class FinetuneCurve(Stage):
                 f"stages.{self.name}.voxels: {len(c.voxels)} counts for n_subjects="
                 f"{c.n_subjects}; give one per subject."
             )
-        data = make_multisubject(
-            c.n_subjects,
-            n_shared=c.n_shared,
-            n_unique=c.n_unique,
-            latent_dim=c.latent_dim,
-            target_dim=c.target_dim,
-            voxels=tuple(c.voxels) if c.voxels else tuple(60 + 10 * i for i in range(c.n_subjects)),
-            noise=c.noise,
-            seed=c.seed,
-        )
         device = "cpu" if ctx.device == "cpu" else "auto"
         # these models are tiny: on a CPU, several torch threads only contend (measured on 2
         # shared cores: 164 s with the default threads, 16 s with one)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
+        curves = []
         try:
-            curve = self._curve(data, device)
+            for seed in range(c.seed, c.seed + c.n_seeds):
+                data = make_multisubject(
+                    c.n_subjects,
+                    n_shared=c.n_shared,
+                    n_unique=c.n_unique,
+                    latent_dim=c.latent_dim,
+                    target_dim=c.target_dim,
+                    voxels=tuple(c.voxels)
+                    if c.voxels
+                    else tuple(60 + 10 * i for i in range(c.n_subjects)),
+                    noise=c.noise,
+                    seed=seed,
+                )
+                curves.append(self._curve(data, device, seed))
         finally:
             torch.set_num_threads(threads)
+        curve = average_curves(curves)
         curve["data"] = data.info.get("forward_model", "make_multisubject")
         curve["voxels"] = {str(s): int(t.X.shape[1]) for s, t in data.trials.items()}
         folder = ctx.output("finetune_curve", "curve")

@@ -143,13 +143,26 @@ def _finetune_section(stage: str, folder: Path):
 
     curve = json.loads((folder / "curve.json").read_text())
     st = curve["settings"]
+    gap = curve["gap"]["mean_corr"]
+    gap_sd = curve.get("gap_sd", {}).get("mean_corr", [None] * len(gap))
     rows = "\n".join(
         f"<tr><td>{f:g}</td><td>{n}</td>"
         + "".join(f"<td>{r[k]:.3f}</td>" for r in (a, s) for k in ("two_way", "mean_corr"))
-        + f"<td>{a['mean_corr'] - s['mean_corr']:+.3f}</td></tr>"
-        for f, n, a, s in zip(
-            curve["fractions"], curve["n_train"], curve["adapted"], curve["scratch"], strict=True
+        + f"<td>{g:+.3f}{'' if g_sd is None else f' ± {g_sd:.3f}'}</td></tr>"
+        for f, n, a, s, g, g_sd in zip(
+            curve["fractions"],
+            curve["n_train"],
+            curve["adapted"],
+            curve["scratch"],
+            gap,
+            gap_sd,
+            strict=True,
         )
+    )
+    seeds = (
+        f" Mean over {len(curve['seeds'])} seeds (data, subsets, weights), gap ± sd."
+        if "seeds" in curve
+        else ""
     )
     caption = (
         f"Fine-tuning curve '{stage}': {st['family']} pretrained on simulated subjects "
@@ -161,7 +174,7 @@ def _finetune_section(stage: str, folder: Path):
         f"fine-tuned ({st['finetune_steps']} steps) on a seeded random subset of the new "
         "subject's training trials; from "
         "scratch = the same architecture trained on the same trials for the same steps. "
-        f"Scored on the new subject's {curve['n_test']} shared test stimuli.</p>\n"
+        f"Scored on the new subject's {curve['n_test']} shared test stimuli.{seeds}</p>\n"
         "<table><tr><th>fraction</th><th>trials</th><th>adapted two-way</th>"
         "<th>adapted r</th><th>scratch two-way</th><th>scratch r</th><th>gap in r</th></tr>\n"
         f"{rows}\n</table>"

@@ -23,6 +23,7 @@ def _small_demo():
     # the smallest and the largest fraction only (each fraction's numbers do not depend on
     # the others: same pretrained model, same seeded subset order)
     raw["stages"]["finetune_curve"]["fractions"] = [0.025, 1.0]
+    raw["stages"]["finetune_curve"]["n_seeds"] = 1
     return validate_pipeline(raw, str(DEMO))
 
 
