@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from ..models.encoding import compute_pearson_r
 from ..utils.validation import BadInputError, check_positive_int
 from .metrics import _derangement, bootstrap_ci
 
@@ -63,13 +64,8 @@ def per_image_correlation(measured, predicted) -> np.ndarray:
         raise BadInputError(
             f"measured and predicted must have the same shape, got {a.shape} and {b.shape}."
         )
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-    r = np.full(len(a), np.nan)
-    ok = den > 0
-    r[ok] = np.clip((a * b).sum(axis=1)[ok] / den[ok], -1.0, 1.0)
-    return r
+    # images are the columns of the transposes: the encoding models' voxelwise r, per image
+    return compute_pearson_r(a.T, b.T)
 
 
 def _check_rois(rois, n_voxels: int) -> dict[str, np.ndarray]:

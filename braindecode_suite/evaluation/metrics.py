@@ -148,18 +148,16 @@ def _flatten_rows(name: str, features) -> np.ndarray:
     return arr.reshape(len(arr), -1).astype(np.float64)
 
 
-def _zscore_rows(name: str, x: np.ndarray, *, constant: str = "raise") -> np.ndarray:
+def _zscore_rows(name: str, x: np.ndarray) -> np.ndarray:
     """Centre rows and scale them to unit norm, so that ``a @ b.T`` is Pearson's r."""
     x = x - x.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     bad = np.flatnonzero(norm[:, 0] <= 1e-12 * max(1.0, float(np.abs(x).max(initial=0.0))))
     if bad.size:
-        if constant == "raise":
-            raise BadInputError(
-                f"{name} has {bad.size} constant row(s) (e.g. item {int(bad[0])}); a correlation "
-                f"with a constant vector is undefined. Remove or fix those items."
-            )
-        norm[bad] = np.nan
+        raise BadInputError(
+            f"{name} has {bad.size} constant row(s) (e.g. item {int(bad[0])}); a correlation "
+            f"with a constant vector is undefined. Remove or fix those items."
+        )
     return x / norm
 
 
@@ -192,11 +190,33 @@ def compute_pixcorr(pred, gt, *, size: int = 425) -> np.ndarray:
         Average it for the published PixCorr.
     """
     pred, gt = _check_pair(pred, gt)
-    a = resize_images(pred, size).reshape(len(pred), -1).astype(np.float64)
-    b = resize_images(gt, size).reshape(len(gt), -1).astype(np.float64)
-    r = np.sum(_zscore_rows("pred", a, constant="nan") * _zscore_rows("gt", b, constant="nan"), 1)
+    a = resize_images(pred, size).reshape(len(pred), -1)
+    b = resize_images(gt, size).reshape(len(gt), -1)
+    r = pearson_rows(a, b)
     if np.isnan(r).any():
         logger.warning("PixCorr is NaN for %d pair(s) with a constant image.", np.isnan(r).sum())
+    return r
+
+
+def pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r between row ``i`` of ``a`` and row ``i`` of ``b`` (items flattened), float64.
+
+    Row by row in torch, so that no (n, 3 * size**2) float64 temporaries are made: the PixCorr
+    of both :func:`compute_pixcorr` and the protocols. ``nan`` where a row is constant.
+    """
+    import torch
+
+    a = torch.from_numpy(np.ascontiguousarray(a).reshape(len(a), -1))
+    b = torch.from_numpy(np.ascontiguousarray(b).reshape(len(b), -1))
+    r = np.empty(len(a))
+    with torch.inference_mode():
+        for i in range(len(a)):
+            x = a[i].double()
+            y = b[i].double()
+            x -= x.mean()
+            y -= y.mean()
+            den = float(torch.sqrt(torch.dot(x, x) * torch.dot(y, y)))
+            r[i] = float(torch.dot(x, y)) / den if den > 0 else np.nan
     return r
 
 

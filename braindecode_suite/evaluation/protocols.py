@@ -45,6 +45,7 @@ from .metrics import (
     bootstrap_ci,
     correlation_matrix,
     identification_pvalue,
+    pearson_rows,
     ssim_gaussian_batch,
     two_way_from_correlation,
 )
@@ -431,24 +432,6 @@ def _ssim_device(device):
     return None if resolved == "cpu" else resolved
 
 
-def _pixcorr_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r of each flattened pair of equal-size images, in float64 (torch, row by row)."""
-    import torch
-
-    a = torch.from_numpy(np.ascontiguousarray(a).reshape(len(a), -1))
-    b = torch.from_numpy(np.ascontiguousarray(b).reshape(len(b), -1))
-    r = np.empty(len(a))
-    with torch.inference_mode():
-        for i in range(len(a)):  # no (n, 3 * size**2) float64 temporaries
-            x = a[i].double()
-            y = b[i].double()
-            x -= x.mean()
-            y -= y.mean()
-            den = float(torch.sqrt(torch.dot(x, x) * torch.dot(y, y)))
-            r[i] = float(torch.dot(x, y)) / den if den > 0 else np.nan
-    return r
-
-
 def _low_level(
     proto: Protocol,
     rec: np.ndarray,
@@ -483,7 +466,7 @@ def _low_level(
         ssim = ssim_gaussian_batch(
             rgb2gray(r), rgb2gray(g), per_column=low.ssim == "columns", device=ssim_device
         )
-        return _pixcorr_rows(r, g), ssim
+        return pearson_rows(r, g), ssim
 
     out: dict[str, list] = {"PixCorr": [], "SSIM": [], "PixCorr_chance": [], "SSIM_chance": []}
     for start in range(0, len(rec), _CHUNK):
