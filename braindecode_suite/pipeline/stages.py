@@ -612,7 +612,7 @@ class EvaluateImages(Stage):
                         "note": res["note"],
                     }
         if c.brain_correlation is not None:
-            metrics.update(self._brain_correlation(ctx, ids, recon, gt))
+            metrics.update(self._brain_correlation(ctx, ids, recon, gt, networks))
         meta = metrics.pop("_meta", {})
         metrics["_meta"] = {
             **meta,
@@ -632,7 +632,7 @@ class EvaluateImages(Stage):
                 tmp.write_text(table + "\n")
         write_json_atomic(out, metrics)
 
-    def _brain_correlation(self, ctx, ids, recon, gt) -> dict:
+    def _brain_correlation(self, ctx, ids, recon, gt, networks: dict) -> dict:
         """Fit a ridge encoder (features -> voxels) on the training trials, then score."""
         from ..datasets import nsd_roi_masks
         from ..evaluation import evaluate_brain_correlation
@@ -680,9 +680,12 @@ class EvaluateImages(Stage):
                 axis=1,
             )
 
-        extractors = {
-            n: ExtractorSpec(**features[n]["spec"]).build(ctx.device) for n in spec.features
-        }
+        extractors = {}
+        for n in spec.features:
+            wanted = ExtractorSpec(**features[n]["spec"])
+            # an identification network of this stage with the same spec: loaded once
+            same = self.config.networks.get(n) == wanted
+            extractors[n] = networks[n] if same else wanted.build(ctx.device)
 
         def design_from_images(images):
             out = {n: e.transform(images) for n, e in extractors.items()}
