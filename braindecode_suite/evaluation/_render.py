@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ..utils.devices import resolve_device
-from ..utils.validation import BadInputError, check_option, check_positive_int
+from ..utils.validation import BadInputError, check_mesh, check_option, check_positive_int
 from ._meshio import DEFAULT_GREY
 
 #: Field of view of the render camera in radians (horizontal = vertical), as the turntables.
@@ -24,24 +24,7 @@ _CHUNK_TESTS = 1 << 22
 
 
 def _check_mesh(vertices, faces, colors):
-    v = np.asarray(vertices)
-    if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0 or v.dtype.kind not in "iuf":
-        raise BadInputError(
-            f"vertices must be a numeric array of shape (n_vertices >= 1, 3), got shape "
-            f"{v.shape} and dtype {v.dtype}."
-        )
-    if not np.isfinite(v).all():
-        raise BadInputError("vertices holds NaN or infinite values.")
-    f = np.asarray(faces)
-    if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0 or f.dtype.kind not in "iu":
-        raise BadInputError(
-            f"faces must be integer vertex indices of shape (n_faces >= 1, 3), got shape "
-            f"{f.shape} and dtype {f.dtype}."
-        )
-    if f.min() < 0 or f.max() >= len(v):
-        raise BadInputError(
-            f"faces must index vertices 0..{len(v) - 1}, got indices {f.min()}..{f.max()}."
-        )
+    v, f = check_mesh(vertices, faces)
     if colors is None:
         c = np.full(v.shape, DEFAULT_GREY)
     else:
@@ -58,7 +41,7 @@ def _check_mesh(vertices, faces, colors):
             raise BadInputError(
                 f"colors must be uint8 0..255 or floats in [0, 1], got dtype {c.dtype}."
             )
-    return v.astype(np.float64), f.astype(np.int64), c
+    return v, f, c
 
 
 def _cameras(n_views: int, elevation: float):

@@ -50,7 +50,13 @@ from ..utils.tiny import (
     tiny_clip_image_processor,
     tiny_clip_vision_config,
 )
-from ..utils.validation import BadInputError, BadTypeError, check_option, check_positive_int
+from ..utils.validation import (
+    BadInputError,
+    BadTypeError,
+    check_mesh,
+    check_option,
+    check_positive_int,
+)
 
 __all__ = [
     "DEFAULT_SHAP_E",
@@ -427,21 +433,8 @@ def reconstruct_3d(
 
 # ------------------------------------------------------------------------ writers
 def _check_mesh_arrays(vertices, faces, colors):
-    v = np.asarray(vertices, dtype=np.float32)
-    if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
-        raise BadInputError(f"vertices must have shape (n_vertices >= 1, 3), got {v.shape}.")
-    if not np.all(np.isfinite(v)):
-        raise BadInputError("vertices contains NaN or inf values.")
-    f = np.asarray(faces)
-    if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0 or f.dtype.kind not in "iu":
-        raise BadInputError(
-            f"faces must be integer vertex indices of shape (n_faces >= 1, 3), got shape "
-            f"{f.shape} and dtype {f.dtype}."
-        )
-    if f.min() < 0 or f.max() >= len(v):
-        raise BadInputError(
-            f"faces must index vertices 0..{len(v) - 1}, got indices {f.min()}..{f.max()}."
-        )
+    v, f = check_mesh(vertices, faces)
+    v = v.astype(np.float32)
     c = np.asarray(colors, dtype=np.float32)
     if c.shape != v.shape:
         raise BadInputError(f"colors must have shape {v.shape} (RGB per vertex), got {c.shape}.")

@@ -20,6 +20,7 @@ __all__ = [
     "check_path",
     "check_positive_int",
     "check_array",
+    "check_mesh",
 ]
 
 
@@ -129,3 +130,34 @@ def check_array(name: str, value: Any, *, ndim: int | None = None, finite: bool 
         n_bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise BadInputError(f"{name} contains {n_bad} non-finite values (NaN or inf).")
     return arr
+
+
+def check_mesh(vertices, faces) -> tuple:
+    """Validate a triangle mesh: ``(n_vertices, 3)`` finite numbers, ``(n_faces, 3)`` indices.
+
+    Returns
+    -------
+    vertices : ndarray of float64
+    faces : ndarray of int64
+    """
+    import numpy as np
+
+    v = np.asarray(vertices)
+    if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0 or v.dtype.kind not in "iuf":
+        raise BadInputError(
+            f"vertices must be a numeric array of shape (n_vertices >= 1, 3), got shape "
+            f"{v.shape} and dtype {v.dtype}."
+        )
+    if not np.isfinite(v).all():
+        raise BadInputError("vertices holds NaN or infinite values.")
+    f = np.asarray(faces)
+    if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0 or f.dtype.kind not in "iu":
+        raise BadInputError(
+            f"faces must be integer vertex indices of shape (n_faces >= 1, 3), got shape "
+            f"{f.shape} and dtype {f.dtype}."
+        )
+    if f.min() < 0 or f.max() >= len(v):
+        raise BadInputError(
+            f"faces must index vertices 0..{len(v) - 1}, got indices {f.min()}..{f.max()}."
+        )
+    return v.astype(np.float64), f.astype(np.int64)
